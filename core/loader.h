@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Plugin loader: finds smvmm-<type>.so (devices) or smvmm-backend-<name>.so
+ * (backends), dlopen()s it, checks the ABI (plugin.h) and keeps host copies
+ * of its tables.
+ *
+ * Search order for a bare type name:
+ *   1. plugin_dir from the INI ([machine] plugin_dir), if set
+ *   2. each directory in $SMVMM_PLUGIN_PATH (colon-separated)
+ *   3. the directory of the running binary (/proc/self/exe)
+ *   4. the install directory (SMVMM_PLUGIN_INSTALL_DIR, <libdir>/smvmm)
+ *
+ * Every error message names the file (or the directories searched) and the
+ * reason: not found, the dlerror() text, no smvmm_plugin_v1 symbol, wrong
+ * major (a smvmm_plugin_v<N> symbol with N != 1), newer minor, struct too
+ * small, wrong kind, required op missing (names the op).
+ */
+#ifndef SMVMM_LOADER_H
+#define SMVMM_LOADER_H
+
+#include <stddef.h>
+
+#include <smvmm/backend.h>
+#include <smvmm/plugin.h>
+
+struct smvmm_plugin {
+	void *handle;
+	char *path;                           /* malloc'd */
+	struct smvmm_plugin_desc desc;        /* host copy, zero-extended */
+	struct smvmm_device_ops dev_ops;      /* host copy (device plugins) */
+	struct smvmm_backend_ops backend_ops; /* host copy (backends) */
+};
+
+struct loader_search {
+	const char *plugin_dir; /* [machine] plugin_dir, or NULL */
+	const char *exe_dir;    /* override for "next to the binary"; NULL =
+				   dirname(/proc/self/exe) */
+};
+
+/*
+ * loader_file_name: "smvmm-<type>.so" for devices, "smvmm-backend-<type>.so"
+ * for backends, into buf.  -ENAMETOOLONG; -EINVAL when type has a '/'
+ * or is empty.
+ */
+int loader_file_name(const char *type, enum smvmm_plugin_kind kind, char *buf,
+		     size_t len);
+
+/*
+ * loader_find: search for the plugin file as above; 0 with its path in
+ * `path`, -ENOENT with err listing every directory tried.
+ */
+int loader_find(const char *type, enum smvmm_plugin_kind kind,
+		const struct loader_search *s, char *path, size_t pathlen,
+		char *err, size_t errlen);
+
+/*
+ * loader_open: dlopen `path` (RTLD_NOW | RTLD_LOCAL), validate, fill *p.
+ * -ENOENT, -ELIBBAD (dlopen failed / no symbol), -EPROTO (major/minor/kind),
+ * -EINVAL (struct too small, required op missing).  err gets
+ * "<path>: <reason>".
+ */
+int loader_open(const char *path, enum smvmm_plugin_kind kind,
+		struct smvmm_plugin *p, char *err, size_t errlen);
+
+/* loader_load: loader_find + loader_open. */
+int loader_load(const char *type, enum smvmm_plugin_kind kind,
+		const struct loader_search *s, struct smvmm_plugin *p,
+		char *err, size_t errlen);
+
+/* loader_close: dlclose and free; *p is zeroed. */
+void loader_close(struct smvmm_plugin *p);
+
+#endif

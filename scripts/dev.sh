@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# smvmm developer entry point: the README's two commands.
+#   scripts/dev.sh run    install what is missing, build, boot configs/probe.ini
+#   scripts/dev.sh test   install what is missing, build, run every test
+#                         (normal build, then unit tests under ASan+UBSan)
+#   scripts/dev.sh deps|build|bench
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SRC=$PWD
+BUILD=${SMVMM_BUILD:-$SRC/build}
+BUILD_SAN=${SMVMM_BUILD_SAN:-$SRC/build-san}
+JOBS=$(nproc)
+
+PKGS=(build-essential cmake pkg-config libinih-dev libzstd-dev libarchive-dev
+      check acpica-tools busybox-static qemu-system-x86 cpio xz-utils
+      socat zstd kmod)
+
+deps() {
+	local missing=()
+	for p in "${PKGS[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
+			missing+=("$p")
+	done
+	if [ ${#missing[@]} -gt 0 ]; then
+		local sudo=
+		[ "$(id -u)" = 0 ] || sudo=sudo
+		echo "dev.sh: installing ${missing[*]}"
+		$sudo apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+			--no-install-recommends "${missing[@]}" >/dev/null
+	fi
+}
+
+build() {
+	cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build "$BUILD" -j "$JOBS"
+}
+
+build_san() {
+	cmake -S "$SRC" -B "$BUILD_SAN" -DCMAKE_BUILD_TYPE=Debug \
+		-DSMVMM_SANITIZE=ON >/dev/null
+	cmake --build "$BUILD_SAN" -j "$JOBS"
+}
+
+case "${1:-}" in
+deps) deps ;;
+build) deps; build ;;
+run)
+	deps
+	build
+	exec "$BUILD/smvmm" -c "$SRC/configs/probe.ini"
+	;;
+test)
+	deps
+	build
+	rc=0
+	(cd "$BUILD" && ctest --output-on-failure -j "$JOBS") || rc=1
+	build_san
+	echo "dev.sh: unit tests under AddressSanitizer + UBSan"
+	(cd "$BUILD_SAN" && ASAN_OPTIONS=detect_leaks=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		ctest --output-on-failure -j "$JOBS" -L unit) || rc=1
+	exit $rc
+	;;
+bench)
+	deps
+	build
+	shift
+	for b in "${@:-startup}"; do bash "$SRC/bench/$b"; done
+	;;
+*)
+	echo "usage: $0 run|test|deps|build|bench [names...]" >&2
+	exit 2
+	;;
+esac
