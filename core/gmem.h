@@ -32,17 +32,22 @@ struct gmem {
 void gmem_init(struct gmem *m);
 
 /*
- * gmem_add_ram: create a memfd of `size` bytes named `name`, map it shared
- * and add it at `gpa`.  Regions must not overlap (-EEXIST), be 4 KiB aligned
- * (-EINVAL), fit (-ENOSPC when SMVMM_GMEM_MAX_REGIONS are in use).  Returns
- * the region index or -errno.  Main thread.
+ * gmem_add_ram: create a memfd (MFD_CLOEXEC) of `size` bytes named `name`,
+ * map it MAP_SHARED|MAP_NORESERVE and add it at `gpa`.  Regions must not
+ * overlap (-EEXIST), must have a 4 KiB aligned gpa and a non-zero 4 KiB
+ * multiple size that does not wrap past 2^64 (-EINVAL), and must fit
+ * (-ENOSPC when SMVMM_GMEM_MAX_REGIONS are in use); memfd/ftruncate/mmap
+ * failures return their -errno.  Returns the region index (stable: regions
+ * are kept in insertion order) or -errno.  Main thread, before the map is
+ * shared with other threads.
  */
 int gmem_add_ram(struct gmem *m, uint64_t gpa, uint64_t size, const char *name);
 
 /*
- * gmem_add_mapping: add an already-mapped range (fd may be -1); not owned,
- * not unmapped by gmem_destroy.  Used by tests (fake RAM) and vhost-user.
- * Same errors as gmem_add_ram.
+ * gmem_add_mapping: add an already-mapped range (fd may be -1); not owned:
+ * gmem_destroy neither unmaps it nor closes fd.  Used by tests (fake RAM)
+ * and vhost-user.  Same errors as gmem_add_ram; hva NULL is -EINVAL.  `hva`
+ * needs no particular alignment.  Main thread.
  */
 int gmem_add_mapping(struct gmem *m, uint64_t gpa, uint64_t size, void *hva,
 		     int fd, uint64_t fd_offset);
@@ -52,11 +57,16 @@ void gmem_destroy(struct gmem *m);
 
 /*
  * gmem_hva: host pointer for [gpa, gpa+len) or NULL if any byte is outside
- * a single RAM region or gpa+len wraps.  len 0 is treated as 1.  Any thread.
+ * a single RAM region or gpa+len wraps.  len 0 is treated as 1.  A range
+ * that straddles two adjacent regions is NULL too (their host mappings need
+ * not be contiguous).  Any thread.
  */
 void *gmem_hva(const struct gmem *m, uint64_t gpa, uint64_t len);
 
-/* gmem_read / gmem_write: copy; -EFAULT if the range is not RAM. */
+/*
+ * gmem_read / gmem_write: copy `len` bytes; -EFAULT if the range is not RAM
+ * (same rule as gmem_hva, so len 0 still needs gpa to be RAM).  Any thread.
+ */
 int gmem_read(const struct gmem *m, uint64_t gpa, void *dst, size_t len);
 int gmem_write(const struct gmem *m, uint64_t gpa, const void *src, size_t len);
 

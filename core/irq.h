@@ -18,13 +18,19 @@ struct irq_plan {
 void irq_plan_init(struct irq_plan *p);
 
 /*
- * irq_plan_claim: give line `gsi` to `owner`.  -ERANGE if gsi >= 24;
- * -EBUSY if taken (*holder set to the current owner).
+ * irq_plan_claim: give line `gsi` to `owner` (any line, legacy ones
+ * included: COM1 claims 4).  -EINVAL if owner is NULL; -ERANGE if gsi >= 24;
+ * -EBUSY if taken, even by the same owner (*holder, if non-NULL, is set to
+ * the current owner, else NULL).  Main thread.
  */
 int irq_plan_claim(struct irq_plan *p, uint32_t gsi, const char *owner,
 		   const char **holder);
 
-/* irq_plan_alloc: the lowest free line >= IRQ_PLAN_FIRST_DYNAMIC, or -ENOSPC. */
+/*
+ * irq_plan_alloc: claim the lowest free line >= IRQ_PLAN_FIRST_DYNAMIC for
+ * `owner` and return it; -ENOSPC when none is left, -EINVAL if owner is NULL.
+ * Main thread.
+ */
 int irq_plan_alloc(struct irq_plan *p, const char *owner);
 
 #endif

@@ -46,8 +46,13 @@ int loader_file_name(const char *type, enum smvmm_plugin_kind kind, char *buf,
 		     size_t len);
 
 /*
- * loader_find: search for the plugin file as above; 0 with its path in
- * `path`, -ENOENT with err listing every directory tried.
+ * loader_find: search for the plugin file as above (empty $SMVMM_PLUGIN_PATH
+ * entries are skipped; a directory named like the file does not count; a
+ * file that exists but cannot be loaded is still "found", so loader_open
+ * can say why).  0 with its path in `path`; -ENOENT with err
+ * "smvmm-<type>.so: device plugin not found in: <dir>, <dir>, ..." listing
+ * every directory tried, in order; -EINVAL / -ENAMETOOLONG for a bad type.
+ * Main thread (reads the environment).
  */
 int loader_find(const char *type, enum smvmm_plugin_kind kind,
 		const struct loader_search *s, char *path, size_t pathlen,
@@ -55,9 +60,12 @@ int loader_find(const char *type, enum smvmm_plugin_kind kind,
 
 /*
  * loader_open: dlopen `path` (RTLD_NOW | RTLD_LOCAL), validate, fill *p.
- * -ENOENT, -ELIBBAD (dlopen failed / no symbol), -EPROTO (major/minor/kind),
- * -EINVAL (struct too small, required op missing).  err gets
- * "<path>: <reason>".
+ * -ENOENT (or another -errno from stat), -ELIBBAD (dlopen failed / no
+ * symbol), -EPROTO (major/minor/kind), -EINVAL (descriptor or ops table too
+ * small, NULL/empty name, NULL ops, required op missing), -ENOMEM.  err gets
+ * "<path>: <reason>".  The smallest accepted ops table ends at the last
+ * required op; optional ops past a plugin's struct_size read as NULL.  On
+ * error *p is zeroed.  Main thread (dlerror is not thread-safe).
  */
 int loader_open(const char *path, enum smvmm_plugin_kind kind,
 		struct smvmm_plugin *p, char *err, size_t errlen);

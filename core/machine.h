@@ -2,18 +2,41 @@
 /*
  * The machine description: an INI file read with inih.
  *
- *   [machine]  vcpus = 1..64, memory = <n>[K|M|G] (>= 16M), backend = kvm,
- *              plugin_dir = <dir> (optional)
- *   [boot]     kernel = <path> (required), initrd = <path>, cmdline = <text>,
- *              protocol = auto|linux|pvh
- *   [console]  (optional) serial = stdio|none|<file path>
- *   [device.<id>]  type = <plugin type> (required); mmio_base = <addr>
- *              (optional, 4 KiB aligned); irq = <5..23> (optional);
- *              any other key is handed to the plugin, which lists the keys it
- *              accepts (checked by machine_check_device_keys after loading).
+ *   [machine]  vcpus = 1..64 (default 1); memory = <size> (default 256M,
+ *              16M..1T, a multiple of 4K); backend = <name> (default kvm,
+ *              [A-Za-z0-9_-]{1,32}); plugin_dir = <dir> (optional, must
+ *              exist)
+ *   [boot]     kernel = <path> (required), initrd = <path>, cmdline = <text>
+ *              (at most 4095 bytes), protocol = auto|linux|pvh
+ *   [console]  (optional) serial = stdio (default) | none | <file path>
+ *   [device.<id>]  <id> is [A-Za-z0-9_-]{1,32}, unique; at most 32 devices.
+ *              type = <plugin type> (required; [A-Za-z0-9_.-]{1,64}, no
+ *              leading '.'); mmio_base = <addr> (optional, decimal or 0x hex,
+ *              4 KiB aligned, inside the virtio-mmio window
+ *              0xd0000000..0xfebfffff: above low RAM, below the IOAPIC at
+ *              0xfec00000); irq = 5..23 (optional; IOAPIC pins, 0..4 are
+ *              legacy ISA); any other key is handed to the plugin, which
+ *              lists the keys it accepts (checked by
+ *              machine_check_device_keys after loading).  No two devices
+ *              may share an mmio_base or an irq.
  *
- * Relative paths are resolved against the INI file's directory.  Every error
- * is one line: "<file>:<line>: [<section>] <key>: <reason>".
+ * Sizes: decimal digits with an optional K, M, G or T suffix (either case,
+ * optionally followed by "iB"); all binary multiples (1K = 1024).
+ *
+ * Syntax: `[section]`, `key = value` (or `key: value`); whole-line comments
+ * start with ';' or '#'; an inline comment starts with ';' after a blank.
+ * Values are taken literally (no quoting, no escapes).  Keys and section
+ * names are case-sensitive.  A key may appear once per
+ * section and a section once per file.  Leading blanks are ignored: there
+ * are no multi-line values.  Lines up to 8191 bytes, files up to 1 MiB, no
+ * control characters; CRLF line ends and a UTF-8 BOM are accepted.
+ *
+ * kernel and initrd must be readable regular files at load time.  Relative
+ * paths (plugin_dir, kernel, initrd, serial) are resolved against the INI
+ * file's directory, made absolute.  Every error is one line:
+ * "<file>:<line>: [<section>] <key>: <reason>" ("<file>:<line>: [<section>]:
+ * <reason>" for section-level errors, "<file>: <reason>" for file-level ones
+ * such as a missing [boot] section).
  */
 #ifndef SMVMM_MACHINE_H
 #define SMVMM_MACHINE_H
@@ -68,9 +91,12 @@ struct smvmm_machine {
  * machine_load: parse and validate `path`.  Checks: unknown sections and
  * keys (typos), bad numbers and units, vcpus range, memory range, missing
  * [boot] kernel, kernel/initrd not readable, duplicate device ids, bad ids
- * (only [A-Za-z0-9_-]), missing type, duplicate keys, mmio_base alignment,
- * two devices with the same mmio_base or irq.  0, or -EINVAL with the message
- * in err.  Main thread.
+ * (only [A-Za-z0-9_-]), missing type, duplicate keys, mmio_base alignment
+ * and window, irq range, two devices with the same mmio_base or irq.
+ * Returns 0, or -EINVAL (bad contents), -errno when the file itself cannot
+ * be read (-ENOENT, -EACCES, ...), -EFBIG, -ENOMEM; the one-line message is
+ * in err (err may be NULL).  On error *m is left zeroed (machine_free on it
+ * is harmless).  Main thread (no global state; reentrant).
  */
 int machine_load(const char *path, struct smvmm_machine *m, char *err,
 		 size_t errlen);
@@ -85,10 +111,14 @@ int machine_check_device_keys(const struct smvmm_machine *m,
 			      const char *const *allowed, char *err,
 			      size_t errlen);
 
-/* machine_parse_size: "256M", "1G", "4096", "64K" -> bytes; -EINVAL/-ERANGE. */
+/*
+ * machine_parse_size: "256M", "1G", "4096", "64K", "1T", "2GiB" -> bytes.
+ * -EINVAL for anything else ("", "1.5G", "-1", "12Q", "1MB"); -ERANGE when
+ * the value exceeds 2^64 - 1 bytes.  *out is written only on success.
+ */
 int machine_parse_size(const char *s, uint64_t *out);
 
-/* machine_free: free everything; *m zeroed. */
+/* machine_free: free everything; *m zeroed.  Safe on a zeroed *m. */
 void machine_free(struct smvmm_machine *m);
 
 #endif

@@ -53,6 +53,8 @@
 #define VIRTIO_MMIO_CONFIG 0x100
 
 #define VIRTIO_MMIO_MAGIC 0x74726976 /* "virt" */
+/* VendorID when the plugin reports 0: "SMVM" as little-endian bytes. */
+#define VIRTIO_MMIO_DEFAULT_VENDOR 0x4d564d53
 
 /* Device status bits (§2.1) */
 #define VIRTIO_STATUS_ACKNOWLEDGE 1
@@ -78,9 +80,11 @@ typedef void (*vmmio_irq_fn)(void *opaque);
 
 /*
  * Ioeventfd hook: the transport asks its owner to route QueueNotify writes
- * for queue q to an eventfd (assign) when the queue becomes ready and to
- * remove it on reset.  May be NULL: notifies then arrive as MMIO writes and
- * are dispatched synchronously to the I/O side via vmmio_queue_notify.
+ * for queue q to an eventfd (assign) for every ready queue once DRIVER_OK is
+ * accepted, and to remove them on reset.  May be NULL: notifies then arrive
+ * as MMIO writes and are dispatched synchronously via vmmio_queue_notify.
+ * An owner may also keep ioeventfds for the VM's lifetime and ignore the
+ * hook: vmmio_queue_notify drops kicks for queues that are not live.
  */
 typedef void (*vmmio_ioevent_fn)(void *opaque, uint16_t q, bool assign);
 
@@ -100,31 +104,54 @@ struct vmmio {
 	void *irq_opaque;
 	vmmio_ioevent_fn ioevent;
 	void *ioevent_opaque;
+
+	/* Appended. */
+	bool activated;             /* ops->activate succeeded (atomic) */
+	uint64_t ioevent_mask;      /* queues assigned through `ioevent` */
+	uint32_t logged;            /* oddities already logged (atomic) */
+	uint64_t early_kicks;       /* QueueNotify before DRIVER_OK: delivered
+				       right after activate (h->lock) */
 };
 
 /*
  * vmmio_init: attach the transport to an already created device host
  * (device_create done) and install the host's raise/needs-reset hooks.
+ * irq and ioevent may be NULL.  The ioevent hook is called with assign=true
+ * for every ready queue when DRIVER_OK is accepted (after activate
+ * succeeded) and with assign=false for those queues on reset, both on the
+ * vCPU thread with the register lock held (it must not access the window).
+ * Main thread.
  */
 void vmmio_init(struct vmmio *t, struct smvmm_host *h, vmmio_irq_fn irq,
 		void *irq_opaque, vmmio_ioevent_fn ioevent, void *ioevent_opaque);
 
-/* vmmio_destroy: release locks; does not destroy the device. */
+/*
+ * vmmio_destroy: release locks and detach the host's hooks (the host no
+ * longer raises interrupts through t); does not destroy the device.  No
+ * vCPU may access the window any more.  Main thread.
+ */
 void vmmio_destroy(struct vmmio *t);
 
 /*
  * vmmio_access: an access of `len` bytes (1/2/4, 8 in config space) at
  * `offset` into the register window; reads fill `data` (LE).  Signature
- * matches mmio_handler_fn.  Misaligned or wrong-width register accesses read
- * as 0 and writes are ignored (logged once).  vCPU thread.
+ * matches mmio_handler_fn.  Registers below 0x100 need aligned 32-bit
+ * accesses (§4.2.2); config space takes 1/2/4/8-byte accesses with
+ * offset+len <= config_size.  Anything else reads as 0 and writes are
+ * ignored; each kind of oddity is logged once per device.  Reads of
+ * write-only or unknown registers are 0.  SHM registers report no shared
+ * memory region (ShmLen and ShmBase read all ones).  vCPU thread.
  */
 void vmmio_access(void *t, uint64_t offset, uint8_t *data, uint32_t len,
 		  bool is_write);
 
 /*
  * vmmio_queue_notify: deliver a kick for queue q to the plugin (under the
- * device lock), if DRIVER_OK and the queue is ready.  I/O thread (ioeventfd)
- * or vCPU thread (no ioeventfd).
+ * device lock), if the device is activated (DRIVER_OK accepted) and the
+ * queue is ready and not broken.  A kick that arrives before DRIVER_OK for a
+ * ready queue is remembered and delivered right after activate (§3.1.1 says
+ * the driver should not send it; losing it would hang the driver).  I/O
+ * thread (ioeventfd) or vCPU thread (QueueNotify MMIO write).
  */
 void vmmio_queue_notify(struct vmmio *t, uint16_t q);
 

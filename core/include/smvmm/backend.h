@@ -179,6 +179,30 @@ struct smvmm_backend_ops {
 	 * thread.
 	 */
 	void (*kick_vcpus)(void *vm);
+
+	/* --- optional, appended (ABI minor 0 tables may end before here) --- */
+
+	/*
+	 * save_state: serialize the hypervisor-side state of the whole VM --
+	 * per vCPU: registers, system registers, FPU/SSE/AVX (xsave), XCRs,
+	 * MSRs, LAPIC, MP state, pending events, debug registers; per VM: the
+	 * interrupt controllers and the guest clock -- into a malloc()ed
+	 * buffer *data of *len bytes that the caller frees.  Guest RAM and
+	 * device state are not included.  The format is the backend's own and
+	 * versioned; only the same backend reads it back.  Errors: -EBUSY if
+	 * the VM is running, -errno from the hypervisor.  Main thread, after
+	 * stop().
+	 */
+	int (*save_state)(void *vm, void **data, size_t *len);
+
+	/*
+	 * restore_state: load what save_state produced into a VM created with
+	 * the same vCPU count, before run().  `data` is untrusted: a wrong
+	 * magic, version, vCPU count, length or count gives -EINVAL and the
+	 * VM must then be destroyed (its state is partly written).  Main
+	 * thread, VM not running.
+	 */
+	int (*restore_state)(void *vm, const void *data, size_t len);
 };
 
 #ifdef __cplusplus

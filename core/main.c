@@ -1,0 +1,304 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * smvmm: the command line.  The only place that exits the process.
+ *
+ *   smvmm -c machine.ini                 boot the machine
+ *   smvmm --check -c machine.ini         validate, load plugins, print layout
+ *   smvmm -c machine.ini --dump-acpi DIR write the guest's ACPI tables
+ *   smvmm --help | --version
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <smvmm/plugin.h>
+
+#include "machine.h"
+#include "vm.h"
+
+#define ESCAPE_CHAR 0x01 /* Ctrl-A, as QEMU's -nographic */
+
+static struct termios saved_tio;
+static bool tio_saved;
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: smvmm -c MACHINE.ini [options]\n"
+		"Boot a microVM described by MACHINE.ini.\n"
+		"\n"
+		"Options:\n"
+		"  -c, --config FILE    machine description (INI)\n"
+		"      --check          validate FILE, load its plugins, print the\n"
+		"                       planned layout (memory map, MMIO bases,\n"
+		"                       IRQs) and exit\n"
+		"      --dump-acpi DIR  write the ACPI tables the guest would get to\n"
+		"                       DIR/<SIG>.dat and exit\n"
+		"  -h, --help           this text\n"
+		"  -V, --version        print the version and the plugin ABI\n"
+		"\n"
+		"Console: COM1 is wired to the terminal; press Ctrl-A x to quit,\n"
+		"Ctrl-A Ctrl-A to send Ctrl-A.  The serial output can be redirected\n"
+		"with [console] serial = stdio|none|<file>.\n"
+		"\n"
+		"Exit status: 0 guest power-off or reset, 1 start-up or host\n"
+		"error, 2 guest crash (triple fault, emulation failure),\n"
+		"128+N killed by signal N.\n"
+		"Plugins are searched in [machine] plugin_dir, $SMVMM_PLUGIN_PATH,\n"
+		"next to the smvmm binary, then %s.\n",
+		SMVMM_PLUGIN_INSTALL_DIR_STR);
+}
+
+static void restore_terminal(void)
+{
+	if (tio_saved) {
+		tcsetattr(STDIN_FILENO, TCSANOW, &saved_tio);
+		tio_saved = false;
+	}
+}
+
+/* Raw mode so the guest sees every key (Ctrl-C included); undone at exit. */
+static void raw_terminal(void)
+{
+	struct termios tio;
+
+	if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &saved_tio))
+		return;
+	tio_saved = true;
+	atexit(restore_terminal);
+	tio = saved_tio;
+	cfmakeraw(&tio);
+	tio.c_oflag |= OPOST | ONLCR; /* keep our own messages readable */
+	tcsetattr(STDIN_FILENO, TCSANOW, &tio);
+}
+
+static int open_serial(const struct smvmm_machine *m, bool *is_stdio)
+{
+	int fd;
+
+	*is_stdio = false;
+	if (!m->serial || strcmp(m->serial, "stdio") == 0) {
+		*is_stdio = true;
+		return STDOUT_FILENO;
+	}
+	if (strcmp(m->serial, "none") == 0)
+		return -1;
+	fd = open(m->serial, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd < 0)
+		fprintf(stderr, "smvmm: %s: [console] serial: %s: %s\n", m->path,
+			m->serial, strerror(errno));
+	return fd < 0 ? -2 : fd;
+}
+
+/*
+ * The main thread's loop: terminal input to COM1 (with the Ctrl-A escape),
+ * termination signals, and the VM's stop eventfd.  Returns the exit status.
+ */
+static int run_console(struct vm *vm, bool console_in)
+{
+	sigset_t set;
+	int sfd;
+	bool escape = false;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGQUIT);
+	sfd = signalfd(-1, &set, SFD_CLOEXEC);
+
+	for (;;) {
+		struct pollfd pfd[3] = {
+			{.fd = vm_stop_fd(vm), .events = POLLIN},
+			{.fd = sfd, .events = POLLIN},
+			{.fd = console_in ? STDIN_FILENO : -1, .events = POLLIN},
+		};
+		uint8_t buf[256], out[256];
+		ssize_t n;
+		size_t o = 0;
+
+		if (poll(pfd, 3, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			vm_request_stop(vm, VM_EXIT_ERROR, "poll failed");
+			break;
+		}
+		if (pfd[0].revents)
+			break;
+		if (pfd[1].revents) {
+			struct signalfd_siginfo si;
+
+			if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+				char why[64];
+
+				snprintf(why, sizeof(why), "stopped by signal %s",
+					 strsignal((int)si.ssi_signo));
+				vm_request_stop(vm, 128 + (int)si.ssi_signo, why);
+			}
+			break;
+		}
+		if (!pfd[2].revents)
+			continue;
+		n = read(STDIN_FILENO, buf, sizeof(buf));
+		if (n <= 0) {
+			if (n < 0 && (errno == EINTR || errno == EAGAIN))
+				continue;
+			console_in = false; /* EOF: the guest keeps running */
+			continue;
+		}
+		for (ssize_t i = 0; i < n; i++) {
+			uint8_t c = buf[i];
+
+			if (tio_saved && escape) {
+				escape = false;
+				if (c == 'x' || c == 'X') {
+					vm_request_stop(vm, VM_EXIT_OK,
+							"stopped from the console "
+							"(Ctrl-A x)");
+					goto out;
+				}
+				if (c != ESCAPE_CHAR)
+					continue; /* unknown escape: drop */
+			} else if (tio_saved && c == ESCAPE_CHAR) {
+				escape = true;
+				continue;
+			}
+			out[o++] = c;
+		}
+		if (o)
+			vm_serial_input(vm, out, o);
+	}
+out:
+	if (sfd >= 0)
+		close(sfd);
+	return vm_finish(vm);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"check", no_argument, NULL, 'k'},
+		{"dump-acpi", required_argument, NULL, 'a'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{0},
+	};
+	struct smvmm_machine m;
+	const char *config = NULL, *acpi_dir = NULL;
+	bool check = false, is_stdio;
+	struct vm *vm = NULL;
+	char err[1024];
+	sigset_t set;
+	int c, rc, status, serial_fd;
+
+	while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			config = optarg;
+			break;
+		case 'k':
+			check = true;
+			break;
+		case 'a':
+			acpi_dir = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("smvmm %s (plugin ABI %d.%d, symbol %s)\n",
+			       SMVMM_VERSION, SMVMM_PLUGIN_ABI_MAJOR,
+			       SMVMM_PLUGIN_ABI_MINOR, SMVMM_PLUGIN_SYMBOL);
+			return 0;
+		default:
+			usage(stderr);
+			return 1;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "smvmm: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return 1;
+	}
+	if (!config) {
+		fprintf(stderr, "smvmm: no machine description; use -c FILE\n");
+		usage(stderr);
+		return 1;
+	}
+
+	rc = machine_load(config, &m, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "smvmm: %s\n", err);
+		return 1;
+	}
+	rc = vm_new(&m, &vm, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "smvmm: %s\n", err);
+		machine_free(&m);
+		return 1;
+	}
+	if (check || acpi_dir) {
+		status = 0;
+		if (check) {
+			vm_print_plan(vm, stdout);
+			printf("%s: OK\n", config);
+		}
+		if (acpi_dir) {
+			rc = vm_dump_acpi(vm, acpi_dir, err, sizeof(err));
+			if (rc) {
+				fprintf(stderr, "smvmm: --dump-acpi: %s\n", err);
+				status = 1;
+			}
+		}
+		vm_free(vm);
+		machine_free(&m);
+		return status;
+	}
+
+	serial_fd = open_serial(&m, &is_stdio);
+	if (serial_fd == -2) {
+		vm_free(vm);
+		machine_free(&m);
+		return 1;
+	}
+	/*
+	 * Termination signals are taken by the main thread's signalfd; block
+	 * them before any thread exists so vCPU and I/O threads inherit it.
+	 */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGQUIT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	rc = vm_start(vm, serial_fd, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "smvmm: %s\n", err);
+		vm_finish(vm);
+		status = 1;
+	} else {
+		if (is_stdio)
+			raw_terminal();
+		status = run_console(vm, is_stdio);
+		restore_terminal();
+	}
+	vm_free(vm);
+	if (serial_fd > STDERR_FILENO)
+		close(serial_fd);
+	machine_free(&m);
+	return status;
+}
