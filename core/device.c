@@ -128,10 +128,19 @@ static void svc_config_error(struct smvmm_host *h, const char *key,
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	/* A key the INI does not have (a missing required key) points at
-	 * the section header. */
-	fprintf(stderr, "%s:%d: [device.%s] %s: %s\n",
-		h->file ? h->file : "<config>", kv ? kv->line : h->section_line,
-		h->id ? h->id : "?", key ? key : "?", msg);
+	 * the section header.  The first error is kept for device_create's
+	 * message; later ones go to the log so none is lost. */
+	if (!h->config_failed)
+		snprintf(h->config_err, sizeof(h->config_err),
+			 "%s:%d: [device.%s] %s: %s",
+			 h->file ? h->file : "<config>",
+			 kv ? kv->line : h->section_line, h->id ? h->id : "?",
+			 key ? key : "?", msg);
+	else
+		fprintf(stderr, "smvmm: %s:%d: [device.%s] %s: %s\n",
+			h->file ? h->file : "<config>",
+			kv ? kv->line : h->section_line, h->id ? h->id : "?",
+			key ? key : "?", msg);
 	h->config_failed = true;
 }
 
@@ -464,15 +473,14 @@ int device_create(struct smvmm_host *h, const struct smvmm_device_ops *ops,
 		rc = -EINVAL; /* not 0 or -errno: a plugin bug */
 	if (rc == 0 && h->config_failed) {
 		/* config_error() was called yet create() said yes. */
-		snprintf(err, errlen, "[device.%s]: invalid configuration", id);
+		snprintf(err, errlen, "%s", h->config_err);
 		rc = -EINVAL;
 		goto err_dev;
 	}
 	if (rc < 0) {
 		pthread_mutex_unlock(&h->lock);
 		if (h->config_failed)
-			snprintf(err, errlen,
-				 "[device.%s]: invalid configuration", id);
+			snprintf(err, errlen, "%s", h->config_err);
 		else
 			snprintf(err, errlen, "[device.%s]: create failed: %s",
 				 id, strerror(-rc));

@@ -46,6 +46,7 @@ struct smvmm_host {
 	const struct device_kv *kv;
 	unsigned int nkv;
 	bool config_failed;    /* config_error() was called */
+	char config_err[640];  /* the first config_error(), file:line: key: msg */
 
 	struct gmem *mem;
 	struct evloop *loop;   /* may be NULL (driver model without a loop) */

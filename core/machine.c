@@ -397,6 +397,7 @@ static int set_backend(struct parse_ctx *c, const char *key, const char *v)
 				"'%s' is not a backend name ([A-Za-z0-9_-], "
 				"1..%d characters)",
 				v, MACHINE_MAX_NAME);
+	c->m->backend_line = c->lineno;
 	c->m->backend = strdup(v);
 	return c->m->backend ? 0 : fail_key(c, key, "out of memory");
 }

@@ -72,6 +72,7 @@ struct smvmm_machine {
 	uint32_t vcpus;         /* default 1 */
 	uint64_t mem_size;      /* bytes, default 256 MiB */
 	char *backend;          /* default "kvm" */
+	int backend_line;       /* 0 when defaulted */
 	char *plugin_dir;       /* resolved, or NULL */
 
 	char *kernel;           /* resolved path */

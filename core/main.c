@@ -256,6 +256,14 @@ int main(int argc, char **argv)
 			printf("%s: OK\n", config);
 		}
 		if (acpi_dir) {
+			/* One level, like mkdir: the parent must exist. */
+			if (mkdir(acpi_dir, 0755) && errno != EEXIST) {
+				fprintf(stderr, "smvmm: --dump-acpi: %s: %s\n",
+					acpi_dir, strerror(errno));
+				vm_free(vm);
+				machine_free(&m);
+				return 1;
+			}
 			rc = vm_dump_acpi(vm, acpi_dir, err, sizeof(err));
 			if (rc) {
 				fprintf(stderr, "smvmm: --dump-acpi: %s\n", err);

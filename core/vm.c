@@ -374,8 +374,10 @@ static int vm_load_devices(struct vm *vm, char *err, size_t errlen)
 		rc = device_create(&d->host, &d->plugin.dev_ops, lerr,
 				   sizeof(lerr));
 		if (rc) {
-			set_err(err, errlen, "%s:%d: [device.%s]: %s", m->path,
-				md->line, md->id, lerr);
+			/* lerr is "file:line: [device.id] key: ..." for a
+			 * config error, else it names the device. */
+			set_err(err, errlen, "%s%s%s", lerr[0] == '[' ? m->path : "",
+				lerr[0] == '[' ? ": " : "", lerr);
 			return rc;
 		}
 		d->created = true;
@@ -438,7 +440,13 @@ int vm_new(struct smvmm_machine *m, struct vm **out, char *err, size_t errlen)
 	rc = loader_load(m->backend, SMVMM_PLUGIN_BACKEND, &s, &vm->backend,
 			 lerr, sizeof(lerr));
 	if (rc) {
-		set_err(err, errlen, "%s: [machine] backend: %s", m->path, lerr);
+		if (m->backend_line)
+			set_err(err, errlen, "%s:%d: [machine] backend: %s",
+				m->path, m->backend_line, lerr);
+		else
+			set_err(err, errlen,
+				"%s: [machine] backend (default %s): %s",
+				m->path, m->backend, lerr);
 		goto err_vm;
 	}
 	rc = vm_plan_devices(vm, err, errlen);

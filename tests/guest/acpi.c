@@ -96,7 +96,7 @@ static bool rsdp_valid(const u8 *p)
 		return false;
 	if (p[15] >= 2) {
 		u32 l = get32(p + 20);
-		if (l < 36 || l > 4096 || sum8(p, l))
+		if (l < 36 || l > 4096 || !phys_ok((uintptr_t)p, l) || sum8(p, l))
 			return false;
 	}
 	return true;

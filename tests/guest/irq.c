@@ -158,6 +158,8 @@ static int ioapic_for_gsi(u32 gsi, u32 *base, u32 *pin)
 {
 	for (int i = 0; i < acpi.nioapic; i++) {
 		u32 b = acpi.ioapic[i].addr;
+		if (!b || !phys_ok(b, 0x20))
+			continue;
 		u32 ver = ioapic_read(b, 1);
 		u32 n = ((ver >> 16) & 0xff) + 1;
 		if (gsi >= acpi.ioapic[i].gsi_base &&

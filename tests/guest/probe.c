@@ -123,6 +123,9 @@ static void parse_cmdline(void)
 		} else if (KEY("rng_bytes")) {
 			if ((ok = parse_int(val, vlen, 1, 4096, &v)))
 				opts.rng_bytes = (u32)v;
+		} else if (KEY("spin")) {
+			if ((ok = parse_int(val, vlen, 0, 1, &v)))
+				opts.spin = v;
 		} else if (KEY("timeout_ms")) {
 			if ((ok = parse_int(val, vlen, 1, 600000, &v)))
 				opts.timeout_ms = (u32)v;
@@ -260,5 +263,12 @@ __noreturn void guest_main(void)
 	check_e820();
 	acpi_probe(map, nmap);
 	virtio_probe_all();
+	if (opts.spin) {
+		/* For the VMM's stop tests: a guest that never ends by itself.
+		 * A busy loop, not hlt, so the vCPU stays in the guest. */
+		kprintf("# probe: spinning (probe.spin=1)\n");
+		for (;;)
+			__asm__ volatile("pause");
+	}
 	tap_finish();
 }

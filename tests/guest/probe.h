@@ -269,6 +269,7 @@ struct probe_opts {
 	bool irq;           /* drive devices with interrupts */
 	u32 rng_bytes;
 	u32 timeout_ms;
+	bool spin;          /* probe.spin=1: never power off (stop tests) */
 };
 extern struct probe_opts opts;
 void virtio_probe_all(void);

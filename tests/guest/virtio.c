@@ -208,7 +208,7 @@ static bool setup_queue(struct vdev *d)
 static long rng_request(struct vdev *d, int which, const char **why)
 {
 	struct vq_area *q = d->vq;
-	u16 slot = (u16)which; /* descriptor 0 or 1 */
+	u16 slot = (u16)(which % d->qsize); /* descriptor 0 or 1 */
 
 	q->desc[slot] = (struct vring_desc){
 		.addr = (uintptr_t)q->buf[which],
@@ -221,10 +221,11 @@ static long rng_request(struct vdev *d, int which, const char **why)
 	barrier();
 	d->avail_idx++;
 	q->avail.idx = d->avail_idx;
+	/* IF is 0 here, so no interrupt can be counted before this. */
+	u32 irqs0 = d->irqs;
 	mb();
 	wr(d, VMMIO_QUEUE_NOTIFY, 0);
 
-	u32 irqs0 = d->irqs;
 	u64 dl = deadline_ms(opts.timeout_ms);
 	if (opts.irq) {
 		/* sti; hlt is atomic w.r.t. interrupt delivery (the STI

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# label: cli
+# The smvmm command line without a hypervisor: --help, --version, --check,
+# --dump-acpi (tables through iasl -d), and each machine-description error
+# reported as file:line with the section and key, exit status 1, no crash.
+set -u
+B=${SMVMM_BUILD_DIR:?}
+S=${SMVMM_SOURCE_DIR:?}
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+fail=0; n=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+bad() { n=$((n + 1)); echo "not ok $n - $1"; fail=$((fail + 1)); }
+check() { local d=$1; shift; if "$@"; then ok "$d"; else bad "$d"; fi; }
+
+"$B/smvmm" --help >"$tmp/help" 2>&1
+check "--help exits 0 and shows usage" grep -q 'Usage: smvmm -c MACHINE.ini' "$tmp/help"
+"$B/smvmm" --version >"$tmp/ver" 2>&1
+check "--version names the plugin ABI" grep -qE '^smvmm [0-9.]+ \(plugin ABI 1\.0' "$tmp/ver"
+"$B/smvmm" >/dev/null 2>"$tmp/noarg"; rc=$?
+check "no -c: exit 1 with a message" [ $rc = 1 ] && grep -q 'no machine description' "$tmp/noarg"
+
+# --check prints the planned layout.
+cat >"$tmp/ok.ini" <<INI
+[machine]
+vcpus = 2
+memory = 4G
+[boot]
+kernel = $B/probe.elf
+cmdline = console=ttyS0
+[device.a]
+type = virtio-rng
+[device.b]
+type = virtio-rng
+irq = 9
+mmio_base = 0xd0000000
+[device.c]
+type = virtio-rng
+rate_limit = 64K
+INI
+"$B/smvmm" --check -c "$tmp/ok.ini" >"$tmp/plan" 2>&1; rc=$?
+check "--check exits 0" [ $rc = 0 ]
+check "--check: fixed placement honoured (b at 0xd0000000 irq 9)" \
+	grep -qE '0x00000000d0000000-0x00000000d00001ff virtio-mmio b +irq +9' "$tmp/plan"
+check "--check: planned devices go around it (a at 0xd0001000 irq 5)" \
+	grep -qE '0x00000000d0001000-0x00000000d00011ff virtio-mmio a +irq +5' "$tmp/plan"
+check "--check: RAM above 4 GiB for a 4G machine" \
+	grep -q '0x0000000100000000-0x000000013fffffff RAM' "$tmp/plan"
+check "--check: COM1 on irq 4" grep -q 'COM1 (8250 UART) irq 4' "$tmp/plan"
+
+# --dump-acpi writes every table, and iasl disassembles them.
+if "$B/smvmm" -c "$tmp/ok.ini" --dump-acpi "$tmp/acpi" >/dev/null 2>"$tmp/acpi.err"; then
+	check "--dump-acpi wrote RSDP XSDT FACP APIC DSDT" \
+		test -s "$tmp/acpi/RSDP.dat" -a -s "$tmp/acpi/XSDT.dat" -a -s "$tmp/acpi/FACP.dat" \
+		-a -s "$tmp/acpi/APIC.dat" -a -s "$tmp/acpi/DSDT.dat"
+	if command -v iasl >/dev/null; then
+		(cd "$tmp/acpi" && iasl -d DSDT.dat >"$tmp/iasl.out" 2>&1)
+		check "iasl -d DSDT.dat: no errors" [ $? = 0 ] && ! grep -qi 'error' "$tmp/iasl.out"
+		check "DSDT: three LNRO0005 devices" [ "$(grep -c 'LNRO0005' "$tmp/acpi/DSDT.dsl")" = 3 ]
+		check "DSDT: device b's window" grep -qi '0xD0000000' "$tmp/acpi/DSDT.dsl"
+	else
+		bad "iasl missing (install acpica-tools)"
+	fi
+else
+	bad "--dump-acpi failed: $(cat "$tmp/acpi.err")"
+fi
+
+# Each bad machine description: exit 1, "<file>:<line>:" and the key.
+expect_err() { # name, expected regex, INI text
+	printf '%s\n' "$3" >"$tmp/$1.ini"
+	"$B/smvmm" --check -c "$tmp/$1.ini" >"$tmp/$1.out" 2>&1; local rc=$?
+	if [ $rc = 1 ] && grep -qE -- "$2" "$tmp/$1.out"; then ok "$1: $(head -1 "$tmp/$1.out")"
+	else bad "$1: exit $rc, expected /$2/, got: $(head -3 "$tmp/$1.out")"; fi
+	grep -qE 'Sanitizer|runtime error|Segmentation' "$tmp/$1.out" && bad "$1: crashed"
+}
+K="kernel = $B/probe.elf"
+expect_err typo-key "$tmp/typo-key.ini:3: \[machine\] memroy" "[machine]
+vcpus = 1
+memroy = 64M
+[boot]
+$K"
+expect_err typo-section "$tmp/typo-section.ini:1: .*machin" "[machin]
+vcpus = 1
+[boot]
+$K"
+expect_err bad-unit "$tmp/bad-unit.ini:2: \[machine\] memory" "[machine]
+memory = 12Q
+[boot]
+$K"
+expect_err no-kernel "$tmp/no-kernel.ini.*(\[boot\]|kernel)" "[machine]
+vcpus = 1
+[boot]
+cmdline = x"
+expect_err missing-kernel-file "$tmp/missing-kernel-file.ini:2: \[boot\] kernel" "[boot]
+kernel = /nonexistent/vmlinuz"
+expect_err dup-device "$tmp/dup-device.ini:6: .*device.r" "[boot]
+$K
+[device.r]
+type = virtio-rng
+[device.q]
+[device.r]
+type = virtio-rng"
+expect_err same-irq "$tmp/same-irq.ini:[0-9]+: \[device.y\] irq" "[boot]
+$K
+[device.x]
+type = virtio-rng
+irq = 7
+[device.y]
+type = virtio-rng
+irq = 7"
+expect_err same-mmio "$tmp/same-mmio.ini:[0-9]+: \[device.y\] mmio_base" "[boot]
+$K
+[device.x]
+type = virtio-rng
+mmio_base = 0xd0002000
+[device.y]
+type = virtio-rng
+mmio_base = 0xd0002000"
+expect_err unknown-type "$tmp/unknown-type.ini:4: \[device.x\] type: smvmm-virtio-nope.so" "[boot]
+$K
+[device.x]
+type = virtio-nope"
+expect_err plugin-key "$tmp/plugin-key.ini:5: \[device.x\] rate_limt" "[boot]
+$K
+[device.x]
+type = virtio-rng
+rate_limt = 10"
+expect_err plugin-value "$tmp/plugin-value.ini:5: \[device.x\] rate_limit" "[boot]
+$K
+[device.x]
+type = virtio-rng
+rate_limit = lots"
+expect_err bad-backend "$tmp/bad-backend.ini:.*backend" "[machine]
+backend = hvf
+[boot]
+$K"
+head -c 4096 /dev/urandom >"$tmp/garbage.bin"
+printf '[boot]\nkernel = %s\n' "$tmp/garbage.bin" >"$tmp/garbage.ini"
+"$B/smvmm" -c "$tmp/garbage.ini" </dev/null >"$tmp/garbage.out" 2>&1; rc=$?
+check "random bytes as kernel: exit 1 naming the file ($(head -1 "$tmp/garbage.out"))" \
+	[ $rc = 1 ] && grep -q 'garbage.bin' "$tmp/garbage.out"
+
+echo "$((n - fail)) passed, $fail failed"
+[ $fail = 0 ]
