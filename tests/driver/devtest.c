@@ -477,60 +477,12 @@ static int dt_check_keys(struct devtest *t, char *err, size_t errlen)
 }
 
 /*
- * Run device_create with stderr captured: the services' config_error()
- * prints "<file>:<line>: [device.<id>] <key>: <msg>" to stderr, and tests
- * need that text in err.  Whatever was captured is echoed back to stderr.
+ * device_create reports a plugin's first config_error() as
+ * "<file>:<line>: [device.<id>] <key>: <msg>" in err, which tests match.
  */
 static int dt_device_create(struct devtest *t, char *err, size_t errlen)
 {
-	char cerr[512] = "", captured[1024] = "";
-	int fd, saved = -1, rc;
-	ssize_t n = 0;
-
-	fflush(stderr);
-	fd = memfd_create("devtest-stderr", MFD_CLOEXEC);
-	if (fd >= 0) {
-		saved = dup(STDERR_FILENO);
-		if (saved < 0 || dup2(fd, STDERR_FILENO) < 0) {
-			if (saved >= 0)
-				close(saved);
-			saved = -1;
-		}
-	}
-	rc = device_create(&t->host, &t->plugin.dev_ops, cerr, sizeof(cerr));
-	if (saved >= 0) {
-		fflush(stderr);
-		dup2(saved, STDERR_FILENO);
-		close(saved);
-		if (lseek(fd, 0, SEEK_SET) == 0)
-			n = read(fd, captured, sizeof(captured) - 1);
-		if (n < 0)
-			n = 0;
-		captured[n] = '\0';
-		if (n)
-			fputs(captured, stderr);
-	}
-	if (fd >= 0)
-		close(fd);
-	if (rc < 0) {
-		/* Prefer the plugin's own config_error line(s). */
-		char *p = strstr(captured, "devtest:");
-
-		if (p) {
-			size_t l = strcspn(p, "\n");
-
-			snprintf(err, errlen, "%.*s (%s)", (int)l, p, cerr);
-		} else {
-			size_t l;
-
-			snprintf(err, errlen, "%s%s%s", cerr,
-				 captured[0] ? ": " : "", captured);
-			l = strlen(err);
-			while (l && err[l - 1] == '\n')
-				err[--l] = '\0';
-		}
-	}
-	return rc;
+	return device_create(&t->host, &t->plugin.dev_ops, err, errlen);
 }
 
 struct devtest *devtest_new(const char *type, const char *const *kv,
