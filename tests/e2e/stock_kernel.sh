@@ -215,8 +215,9 @@ check() {
 		echo "  ---- stderr (first 10 lines) ----"
 		head -n 10 "$WORK/$name.err" | sed 's/^/  /'
 	else
-		echo "  ok: banner, command line, e820, ACPI tables, IOAPIC, $vcpus CPUs" \
-			"$( [ $ok = 1 ] && echo ', smvmm-init: ok, exit 0')"
+		local extra=
+		[ $ok = 1 ] && extra=", smvmm-init: ok, exit 0"
+		echo "  ok: banner, command line, e820, ACPI tables, IOAPIC, $vcpus CPUs$extra"
 	fi
 }
 
