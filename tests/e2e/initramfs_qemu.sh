@@ -71,6 +71,9 @@ grep -Eq '^smvmm-init: virtio[0-9]+ device=0x0004 vendor=0x[0-9a-f]+ driver=virt
 	fail "no modern virtio-rng device bound to virtio_rng"
 grep -q 'reboot: Power down' "$LOG" || fail "the kernel did not power off"
 grep -q 'Kernel panic' "$LOG" && fail "kernel panic"
+# The device must have come from the DSDT, not from the command line.
+grep -q 'virtio_mmio\.device=' "$LOG" && fail "virtio_mmio.device= on the command line: not ACPI discovery"
+grep -q 'ACPI: DSDT ' "$LOG" || fail "no DSDT"
 [ $rc -eq 0 ] || fail "QEMU exited with $rc"
 
 grep '^smvmm-init: virtio' "$LOG"

@@ -207,7 +207,7 @@ check() {
 		grep -Eq 'emulation failure|internal error' "$WORK/$name.err" ||
 			bad "smvmm's stderr names no 'emulation failure' or 'internal error'"
 		grep -Eq 'emulation failure|internal error' "$WORK/$name.err" &&
-			echo "  smvmm: $(grep -Em1 'emulation failure|internal error' "$WORK/$name.err")"
+			echo "  stopped by: $(grep -Em1 'emulation failure|internal error' "$WORK/$name.err")"
 	fi
 	if [ $FAILS -ne $before ]; then
 		echo "  ---- console (last 30 lines) ----"

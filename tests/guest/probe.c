@@ -130,7 +130,9 @@ static void parse_cmdline(void)
 			if ((ok = parse_int(val, vlen, 1, 600000, &v)))
 				opts.timeout_ms = (u32)v;
 		} else {
-			ok = false;
+			/* Device drivers own their probe.<dev>* options. */
+			ok = blk_option(key, klen, val, vlen) ||
+			     vsock_option(key, klen, val, vlen);
 		}
 #undef KEY
 		if (!ok) {

@@ -51,11 +51,11 @@ function(probe_object src var)
 endfunction()
 
 set(PROBE_COMMON)
-foreach(src head.S boot.c lib.c acpi.c irq.c)
+foreach(src head.S boot.c lib.c acpi.c irq.c vq.c)
   probe_object(${src} o)
   list(APPEND PROBE_COMMON ${o})
 endforeach()
-foreach(src virtio.c probe.c crash_triple.c crash_emul.c bzsetup.S)
+foreach(src virtio.c blk.c vsock.c probe.c crash_triple.c crash_emul.c bzsetup.S)
   string(REGEX REPLACE "\\..*$" "" n ${src})
   probe_object(${src} PROBE_O_${n})
 endforeach()
@@ -76,9 +76,10 @@ set(PROBE_BIN ${CMAKE_BINARY_DIR}/probe.bin)
 set(CRASH_TRIPLE ${CMAKE_BINARY_DIR}/crash-triple.elf)
 set(CRASH_EMUL ${CMAKE_BINARY_DIR}/crash-emul.elf)
 
-probe_link(${PROBE_ELF} ${PROBE_COMMON} ${PROBE_O_virtio} ${PROBE_O_probe})
+probe_link(${PROBE_ELF} ${PROBE_COMMON} ${PROBE_O_virtio} ${PROBE_O_blk}
+           ${PROBE_O_vsock} ${PROBE_O_probe})
 probe_link(${PROBE_BZ_ELF} ${PROBE_O_bzsetup} ${PROBE_COMMON} ${PROBE_O_virtio}
-           ${PROBE_O_probe})
+           ${PROBE_O_blk} ${PROBE_O_vsock} ${PROBE_O_probe})
 probe_link(${CRASH_TRIPLE} ${PROBE_COMMON} ${PROBE_O_crash_triple})
 probe_link(${CRASH_EMUL} ${PROBE_COMMON} ${PROBE_O_crash_emul})
 

@@ -274,4 +274,20 @@ struct probe_opts {
 extern struct probe_opts opts;
 void virtio_probe_all(void);
 
+/*
+ * Per-device drivers, one file each (blk.c, vsock.c): drive_<dev> runs the
+ * device's TAP tests on an already reset device (VIRTIO 1.2 §3.1.1 from
+ * ACKNOWLEDGE on); <dev>_option parses a "probe.<dev>..." cmdline option
+ * (key without the "probe." prefix, not NUL-terminated) and returns false if
+ * it is not its option or the value is bad; <dev>_summary prints the
+ * device-count checks after all devices were driven.
+ */
+struct vdev;
+void drive_blk(struct vdev *d, int idx);
+bool blk_option(const char *key, size_t klen, const char *val, size_t vlen);
+void blk_summary(int nblk);
+void drive_vsock(struct vdev *d, int idx);
+bool vsock_option(const char *key, size_t klen, const char *val, size_t vlen);
+void vsock_summary(int nvsock);
+
 #endif

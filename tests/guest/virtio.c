@@ -45,7 +45,9 @@
 
 #define VRING_DESC_F_WRITE 2
 #define QSIZE_MAX 16
+#define VIRTIO_ID_BLOCK 2
 #define VIRTIO_ID_RNG 4
+#define VIRTIO_ID_VSOCK 19
 
 /* §2.7.5 / §2.7.6 / §2.7.8 split virtqueue layout */
 struct vring_desc {
@@ -355,7 +357,7 @@ out:
 void virtio_probe_all(void)
 {
 	static struct vdev devs[MAX_VDEVS];
-	int nrng = 0;
+	int nrng = 0, nblk = 0, nvsock = 0;
 	int n = acpi.ndev < MAX_VDEVS ? acpi.ndev : MAX_VDEVS;
 
 	if (opts.irq) {
@@ -392,13 +394,26 @@ void virtio_probe_all(void)
 		}
 		if (!tap(reset(d), "%s: reset, Status reads back 0", d->tag))
 			continue;
-		if (id != VIRTIO_ID_RNG) {
+		switch (id) {
+		case VIRTIO_ID_RNG:
+			nrng++;
+			drive_rng(d, i);
+			break;
+		case VIRTIO_ID_BLOCK:
+			nblk++;
+			drive_blk(d, i);
+			break;
+		case VIRTIO_ID_VSOCK:
+			nvsock++;
+			drive_vsock(d, i);
+			break;
+		default:
 			tap(true, "%s: device id %u (not driven)", d->tag, id);
-			continue;
+			break;
 		}
-		nrng++;
-		drive_rng(d, i);
 	}
+	blk_summary(nblk);
+	vsock_summary(nvsock);
 	if (opts.irq)
 		lapic_timer_stop();
 	if (opts.rng >= 0)
