@@ -5,6 +5,8 @@
  *   smvmm -c machine.ini                 boot the machine
  *   smvmm --check -c machine.ini         validate, load plugins, print layout
  *   smvmm -c machine.ini --dump-acpi DIR write the guest's ACPI tables
+ *   smvmm vhost-user ...                 serve one device plugin over
+ *                                        vhost-user (vhost_user.c)
  *   smvmm --help | --version
  */
 #define _GNU_SOURCE
@@ -25,6 +27,7 @@
 #include <smvmm/plugin.h>
 
 #include "machine.h"
+#include "vhost_user.h"
 #include "vm.h"
 
 #define ESCAPE_CHAR 0x01 /* Ctrl-A, as QEMU's -nographic */
@@ -202,6 +205,9 @@ int main(int argc, char **argv)
 	char err[1024];
 	sigset_t set;
 	int c, rc, status, serial_fd;
+
+	if (argc > 1 && strcmp(argv[1], "vhost-user") == 0)
+		return vhost_user_main(argc - 1, argv + 1);
 
 	while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
 		switch (c) {
