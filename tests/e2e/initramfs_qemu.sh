@@ -11,12 +11,11 @@
 # of smvmm.  Asserts "smvmm-init: ok", a modern virtio_rng device, a clean
 # ACPI power-off and QEMU exit status 0.
 #
-# Env: SMVMM_SOURCE_DIR, SMVMM_BUILD_DIR (set by ctest), QEMU (default
+# Env: SMVMM_SOURCE_DIR (set by ctest), QEMU (default
 # qemu-system-x86_64), SMVMM_QEMU_TIMEOUT (seconds, default 60).
 set -uo pipefail
 
 SRC=${SMVMM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-BUILD=${SMVMM_BUILD_DIR:-$SRC/build}
 QEMU=${QEMU:-qemu-system-x86_64}
 TIMEOUT=${SMVMM_QEMU_TIMEOUT:-60}
 
