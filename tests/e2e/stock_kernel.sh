@@ -65,8 +65,10 @@ else
 fi
 case "$MODE" in full|early) ;; *) echo "FAIL: STOCK_MODE must be full or early"; exit 1 ;; esac
 
+# In CI (CI=true) a missing kernel is a failure, not a skip.
 KCACHE=$("$SRC/scripts/fetch-guest-kernel" --print-dir) ||
-	skip "scripts/fetch-guest-kernel could not provide the kernel"
+	{ [ -n "${CI:-}" ] && { echo "FAIL: scripts/fetch-guest-kernel could not provide the kernel"; exit 1; }
+	  skip "scripts/fetch-guest-kernel could not provide the kernel"; }
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/stock_kernel.XXXXXX")
 PIDS=()
 cleanup() {
