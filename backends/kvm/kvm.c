@@ -27,10 +27,7 @@
 
 #define KVM_API_VERSION_EXPECTED 12
 
-static int set_err(char **err_msg, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int set_err(char **err_msg, int err, const char *fmt, ...)
+int kvm_set_err(char **err_msg, int err, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -124,16 +121,16 @@ static int open_kvm(struct kvm_vm *vm, char **err_msg)
 		int err = errno;
 
 		if (err == EACCES || err == EPERM)
-			return set_err(err_msg, -ENODEV,
+			return kvm_set_err(err_msg, -ENODEV,
 				       "/dev/kvm: %s (is this user in the kvm group?)",
 				       strerror(err));
-		return set_err(err_msg, -ENODEV,
+		return kvm_set_err(err_msg, -ENODEV,
 			       "/dev/kvm: %s (is the kvm module loaded?)",
 			       strerror(err));
 	}
 	api = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
 	if (api != KVM_API_VERSION_EXPECTED)
-		return set_err(err_msg, -ENODEV,
+		return kvm_set_err(err_msg, -ENODEV,
 			       "/dev/kvm: KVM API version %d, expected %d",
 			       api, KVM_API_VERSION_EXPECTED);
 	return 0;
@@ -154,7 +151,7 @@ static int check_caps(struct kvm_vm *vm, char **err_msg)
 
 	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++)
 		if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, required[i].cap) <= 0)
-			return set_err(err_msg, -ENODEV,
+			return kvm_set_err(err_msg, -ENODEV,
 				       "/dev/kvm: missing %s", required[i].name);
 	vm->has_immediate_exit =
 		ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_IMMEDIATE_EXIT) > 0;
@@ -186,14 +183,14 @@ static int create_vcpus(struct kvm_vm *vm, char **err_msg)
 
 	sz = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
 	if (sz < (int)sizeof(struct kvm_run))
-		return set_err(err_msg, sz < 0 ? -errno : -EINVAL,
+		return kvm_set_err(err_msg, sz < 0 ? -errno : -EINVAL,
 			       "KVM_GET_VCPU_MMAP_SIZE: %s",
 			       sz < 0 ? strerror(errno) : "too small");
 	vm->run_size = (size_t)sz;
 
 	ret = kvm_get_supported_cpuid(vm->kvm_fd, &sup);
 	if (ret)
-		return set_err(err_msg, ret, "KVM_GET_SUPPORTED_CPUID: %s",
+		return kvm_set_err(err_msg, ret, "KVM_GET_SUPPORTED_CPUID: %s",
 			       strerror(-ret));
 
 	for (uint32_t i = 0; i < vm->nvcpus; i++) {
@@ -203,7 +200,7 @@ static int create_vcpus(struct kvm_vm *vm, char **err_msg)
 		v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)i);
 		if (v->fd < 0) {
 			v->fd = -1;
-			ret = set_err(err_msg, -errno,
+			ret = kvm_set_err(err_msg, -errno,
 				      "KVM_CREATE_VCPU %u: %s", i,
 				      strerror(errno));
 			goto out;
@@ -211,7 +208,7 @@ static int create_vcpus(struct kvm_vm *vm, char **err_msg)
 		p = mmap(NULL, vm->run_size, PROT_READ | PROT_WRITE,
 			 MAP_SHARED, v->fd, 0);
 		if (p == MAP_FAILED) {
-			ret = set_err(err_msg, -errno,
+			ret = kvm_set_err(err_msg, -errno,
 				      "vCPU %u: mmap kvm_run: %s", i,
 				      strerror(errno));
 			goto out;
@@ -223,7 +220,7 @@ static int create_vcpus(struct kvm_vm *vm, char **err_msg)
 			goto out;
 		ret = set_vcpu_signal_mask(v->fd);
 		if (ret) {
-			set_err(err_msg, ret, "vCPU %u: KVM_SET_SIGNAL_MASK: %s",
+			kvm_set_err(err_msg, ret, "vCPU %u: KVM_SET_SIGNAL_MASK: %s",
 				i, strerror(-ret));
 			goto out;
 		}
@@ -247,13 +244,13 @@ static int kvm_create_vm(const struct smvmm_backend_host *host,
 	if (err_msg)
 		*err_msg = NULL;
 	if (!host || !cfg || !out || cfg->struct_size < 8)
-		return set_err(err_msg, -EINVAL, "create_vm: bad arguments");
+		return kvm_set_err(err_msg, -EINVAL, "create_vm: bad arguments");
 	if (cfg->vcpus < 1)
-		return set_err(err_msg, -EINVAL, "create_vm: vcpus must be >= 1");
+		return kvm_set_err(err_msg, -EINVAL, "create_vm: vcpus must be >= 1");
 
 	vm = calloc(1, sizeof(*vm));
 	if (!vm)
-		return set_err(err_msg, -ENOMEM, "out of memory");
+		return kvm_set_err(err_msg, -ENOMEM, "out of memory");
 	vm->kvm_fd = vm->vm_fd = -1;
 	pthread_mutex_init(&vm->mem_lock, NULL);
 	pthread_mutex_init(&vm->run_lock, NULL);
@@ -276,7 +273,7 @@ static int kvm_create_vm(const struct smvmm_backend_host *host,
 	if (ret)
 		goto err_vm;
 	if (cfg->vcpus > max_vcpus(vm->kvm_fd)) {
-		ret = set_err(err_msg, -EINVAL,
+		ret = kvm_set_err(err_msg, -EINVAL,
 			      "create_vm: %u vCPUs requested, at most %u supported",
 			      cfg->vcpus, max_vcpus(vm->kvm_fd));
 		goto err_vm;
@@ -284,7 +281,7 @@ static int kvm_create_vm(const struct smvmm_backend_host *host,
 	vm->nvcpus = cfg->vcpus;
 	vm->vcpus = calloc(vm->nvcpus, sizeof(*vm->vcpus));
 	if (!vm->vcpus) {
-		ret = set_err(err_msg, -ENOMEM, "out of memory");
+		ret = kvm_set_err(err_msg, -ENOMEM, "out of memory");
 		goto err_vm;
 	}
 	for (uint32_t i = 0; i < vm->nvcpus; i++) {
@@ -295,14 +292,14 @@ static int kvm_create_vm(const struct smvmm_backend_host *host,
 
 	ret = install_kick_handler();
 	if (ret) {
-		set_err(err_msg, ret, "sigaction: %s", strerror(-ret));
+		kvm_set_err(err_msg, ret, "sigaction: %s", strerror(-ret));
 		goto err_vm;
 	}
 
 	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
 	if (vm->vm_fd < 0) {
 		vm->vm_fd = -1;
-		ret = set_err(err_msg, -errno, "KVM_CREATE_VM: %s",
+		ret = kvm_set_err(err_msg, -errno, "KVM_CREATE_VM: %s",
 			      strerror(errno));
 		goto err_vm;
 	}
@@ -310,7 +307,7 @@ static int kvm_create_vm(const struct smvmm_backend_host *host,
 	 * page table somewhere in guest-physical space, below 4 GiB and out
 	 * of RAM; both before any vCPU exists (KVM API doc). */
 	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)KVM_TSS_ADDR) < 0) {
-		ret = set_err(err_msg, -errno, "KVM_SET_TSS_ADDR: %s",
+		ret = kvm_set_err(err_msg, -errno, "KVM_SET_TSS_ADDR: %s",
 			      strerror(errno));
 		goto err_vm;
 	}
@@ -318,7 +315,7 @@ static int kvm_create_vm(const struct smvmm_backend_host *host,
 		  KVM_CAP_SET_IDENTITY_MAP_ADDR) > 0) {
 		addr = KVM_IDENTITY_MAP_ADDR;
 		if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &addr) < 0) {
-			ret = set_err(err_msg, -errno,
+			ret = kvm_set_err(err_msg, -errno,
 				      "KVM_SET_IDENTITY_MAP_ADDR: %s",
 				      strerror(errno));
 			goto err_vm;
@@ -327,7 +324,7 @@ static int kvm_create_vm(const struct smvmm_backend_host *host,
 	/* PIC + IOAPIC (24 pins) in the kernel, LAPIC per vCPU; no PIT:
 	 * the guest uses the LAPIC / TSC deadline timers. */
 	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
-		ret = set_err(err_msg, -errno, "KVM_CREATE_IRQCHIP: %s",
+		ret = kvm_set_err(err_msg, -errno, "KVM_CREATE_IRQCHIP: %s",
 			      strerror(errno));
 		goto err_vm;
 	}

@@ -55,22 +55,6 @@
 #define APIC_MODE_NMI 0x4u
 #define APIC_MODE_EXTINT 0x7u
 
-static int err_printf(char **err_msg, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int err_printf(char **err_msg, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err_msg) {
-		va_start(ap, fmt);
-		if (vasprintf(err_msg, fmt, ap) < 0)
-			*err_msg = NULL;
-		va_end(ap);
-	}
-	return err;
-}
-
 int kvm_get_supported_cpuid(int kvm_fd, struct kvm_cpuid2 **out)
 {
 	/* KVM answers E2BIG while the table is too small (KVM API doc,
@@ -326,10 +310,10 @@ static int set_boot_msrs(int vcpu_fd, uint32_t index, char **err_msg)
 	 * refuses (KVM API doc). */
 	n = ioctl(vcpu_fd, KVM_SET_MSRS, &m);
 	if (n < 0)
-		return err_printf(err_msg, -errno, "vCPU %u: KVM_SET_MSRS: %s",
+		return kvm_set_err(err_msg, -errno, "vCPU %u: KVM_SET_MSRS: %s",
 				  index, strerror(errno));
 	if ((size_t)n < N_BOOT_MSRS)
-		return err_printf(err_msg, -EINVAL,
+		return kvm_set_err(err_msg, -EINVAL,
 				  "vCPU %u: KVM_SET_MSRS: KVM refused MSR %s (0x%x)",
 				  index, boot_msrs[n].name, boot_msrs[n].index);
 	return 0;
@@ -345,7 +329,7 @@ static int set_boot_fpu(int vcpu_fd, uint32_t index, char **err_msg)
 	fpu.fcw = 0x37f;
 	fpu.mxcsr = 0x1f80;
 	if (ioctl(vcpu_fd, KVM_SET_FPU, &fpu) < 0)
-		return err_printf(err_msg, -errno, "vCPU %u: KVM_SET_FPU: %s",
+		return kvm_set_err(err_msg, -errno, "vCPU %u: KVM_SET_FPU: %s",
 				  index, strerror(errno));
 	return 0;
 }
@@ -371,7 +355,7 @@ static int set_boot_lapic(int vcpu_fd, uint32_t index, char **err_msg)
 	/* Virtual wire mode (MP spec 1.4 §3.6.2.2): LINT0 takes the PIC's
 	 * ExtINT, LINT1 takes NMI, as a BIOS leaves it for Linux. */
 	if (ioctl(vcpu_fd, KVM_GET_LAPIC, &s) < 0)
-		return err_printf(err_msg, -errno, "vCPU %u: KVM_GET_LAPIC: %s",
+		return kvm_set_err(err_msg, -errno, "vCPU %u: KVM_GET_LAPIC: %s",
 				  index, strerror(errno));
 	v = lapic_get(&s, APIC_LVT_LINT0);
 	lapic_set(&s, APIC_LVT_LINT0,
@@ -380,7 +364,7 @@ static int set_boot_lapic(int vcpu_fd, uint32_t index, char **err_msg)
 	lapic_set(&s, APIC_LVT_LINT1,
 		  (v & ~APIC_MODE_MASK) | (APIC_MODE_NMI << 8));
 	if (ioctl(vcpu_fd, KVM_SET_LAPIC, &s) < 0)
-		return err_printf(err_msg, -errno, "vCPU %u: KVM_SET_LAPIC: %s",
+		return kvm_set_err(err_msg, -errno, "vCPU %u: KVM_SET_LAPIC: %s",
 				  index, strerror(errno));
 	return 0;
 }
@@ -396,18 +380,18 @@ int kvm_setup_vcpu_cpu(int kvm_fd, int vcpu_fd, uint32_t index,
 
 	c = calloc(1, sizeof(*c) + cap * sizeof(c->entries[0]));
 	if (!c)
-		return err_printf(err_msg, -ENOMEM, "out of memory");
+		return kvm_set_err(err_msg, -ENOMEM, "out of memory");
 	memcpy(c, sup, sizeof(*c) + sup->nent * sizeof(sup->entries[0]));
 	tsc_deadline = ioctl(kvm_fd, KVM_CHECK_EXTENSION,
 			     KVM_CAP_TSC_DEADLINE_TIMER) > 0;
 	ret = kvm_normalize_cpuid(c, cap, index, nvcpus, tsc_deadline);
 	if (ret) {
-		err_printf(err_msg, ret, "vCPU %u: CPUID table too large",
+		kvm_set_err(err_msg, ret, "vCPU %u: CPUID table too large",
 			   index);
 		goto out;
 	}
 	if (ioctl(vcpu_fd, KVM_SET_CPUID2, c) < 0) {
-		ret = err_printf(err_msg, -errno, "vCPU %u: KVM_SET_CPUID2: %s",
+		ret = kvm_set_err(err_msg, -errno, "vCPU %u: KVM_SET_CPUID2: %s",
 				 index, strerror(errno));
 		goto out;
 	}

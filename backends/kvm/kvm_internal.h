@@ -132,4 +132,11 @@ int kvm_restore_state(struct kvm_vm *vm, const void *data, size_t len);
 /* Format helpers shared by the exit code (kvm_regs.c). */
 int kvm_format_regs(struct kvm_vcpu *v, char *buf, size_t size);
 
+/*
+ * kvm_set_err: format a malloc'd message into *err_msg (if err_msg is not
+ * NULL; the core frees it) and return err, for create_vm's error paths.
+ */
+int kvm_set_err(char **err_msg, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 #endif /* SMVMM_KVM_INTERNAL_H */

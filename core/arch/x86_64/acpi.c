@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "aml.h"
+#include "le.h"
 #include "x86.h"
 
 #define SDT_HDR_LEN 36
@@ -37,24 +38,6 @@
 #define CREATOR_ID "SMVM"
 #define CREATOR_REV 1
 #define OEM_REVISION 1
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = v;
-	p[1] = v >> 8;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = v >> (8 * i);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = v >> (8 * i);
-}
 
 static uint8_t checksum(const uint8_t *p, size_t n)
 {
@@ -82,7 +65,7 @@ static void put_gas(uint8_t *p, uint8_t space, uint8_t bits, uint8_t access,
 	p[1] = bits;
 	p[2] = 0; /* bit offset */
 	p[3] = access;
-	put64(p + 4, addr);
+	le_put64(p + 4, addr);
 }
 
 struct acpi_ctx {
@@ -115,14 +98,14 @@ static void sdt_header(struct acpi_ctx *c, uint8_t *h, const char *sig,
 		       uint32_t len, uint8_t rev)
 {
 	memcpy(h, sig, 4);
-	put32(h + 4, len);
+	le_put32(h + 4, len);
 	h[8] = rev;
 	h[9] = 0; /* checksum, set by sdt_finish */
 	put_id(h + 10, c->p->oem_id ? c->p->oem_id : "SMVMM", 6);
 	put_id(h + 16, c->p->oem_table_id ? c->p->oem_table_id : "SMVMMVM", 8);
-	put32(h + 24, OEM_REVISION);
+	le_put32(h + 24, OEM_REVISION);
 	memcpy(h + 28, CREATOR_ID, 4);
-	put32(h + 32, CREATOR_REV);
+	le_put32(h + 32, CREATOR_REV);
 }
 
 static void sdt_finish(uint8_t *h, size_t len)
@@ -244,8 +227,8 @@ int x86_acpi_build(const struct x86_platform *p, struct x86_acpi_blob *out)
 
 	/* MADT (§5.2.12) */
 	sdt_header(&c, madt, "APIC", madt_len, MADT_REVISION);
-	put32(madt + 36, (uint32_t)X86_LAPIC_ADDR);
-	put32(madt + 40, 0); /* flags: no PCAT_COMPAT dual 8259 setup */
+	le_put32(madt + 36, (uint32_t)X86_LAPIC_ADDR);
+	le_put32(madt + 40, 0); /* flags: no PCAT_COMPAT dual 8259 setup */
 	e = madt + 44;
 	for (uint32_t i = 0; i < p->vcpus; i++, e += 8) {
 		/* §5.2.12.2 Processor Local APIC: UID = APIC id = index */
@@ -253,33 +236,33 @@ int x86_acpi_build(const struct x86_platform *p, struct x86_acpi_blob *out)
 		e[1] = 8;
 		e[2] = i;
 		e[3] = i;
-		put32(e + 4, 1); /* Enabled */
+		le_put32(e + 4, 1); /* Enabled */
 	}
 	/* §5.2.12.3 I/O APIC: id after the local APICs, GSI base 0 */
 	e[0] = 1;
 	e[1] = 12;
 	e[2] = p->vcpus;
 	e[3] = 0;
-	put32(e + 4, (uint32_t)X86_IOAPIC_ADDR);
-	put32(e + 8, 0);
+	le_put32(e + 4, (uint32_t)X86_IOAPIC_ADDR);
+	le_put32(e + 8, 0);
 	sdt_finish(madt, madt_len);
 
 	/* FADT (§5.2.9), hardware-reduced (§4.1): no PM1/GPE blocks, no FACS. */
 	sdt_header(&c, fadt, "FACP", FADT_LEN, FADT_REVISION);
-	put32(fadt + 36, 0);  /* FIRMWARE_CTRL */
-	put32(fadt + 40, 0);  /* DSDT: zero because X_DSDT is set */
+	le_put32(fadt + 36, 0);  /* FIRMWARE_CTRL */
+	le_put32(fadt + 40, 0);  /* DSDT: zero because X_DSDT is set */
 	fadt[45] = 0;         /* Preferred_PM_Profile: unspecified */
-	put16(fadt + 46, 0);  /* SCI_INT: none (HW-reduced) */
-	put16(fadt + 109, FADT_BOOT_VGA_NOT_PRESENT |
+	le_put16(fadt + 46, 0);  /* SCI_INT: none (HW-reduced) */
+	le_put16(fadt + 109, FADT_BOOT_VGA_NOT_PRESENT |
 			  FADT_BOOT_CMOS_RTC_NOT_PRESENT);
-	put32(fadt + 112, FADT_F_HW_REDUCED_ACPI | FADT_F_RESET_REG_SUP);
+	le_put32(fadt + 112, FADT_F_HW_REDUCED_ACPI | FADT_F_RESET_REG_SUP);
 	put_gas(fadt + 116, GAS_SYSTEM_IO, 8, GAS_ACCESS_BYTE,
 		X86_PM_RESET_PORT);
 	fadt[128] = X86_PM_RESET_VALUE;
-	put16(fadt + 129, 0); /* ARM_BOOT_ARCH */
+	le_put16(fadt + 129, 0); /* ARM_BOOT_ARCH */
 	fadt[131] = FADT_MINOR;
-	put64(fadt + 132, 0); /* X_FIRMWARE_CTRL */
-	put64(fadt + 140, base + dsdt_off);
+	le_put64(fadt + 132, 0); /* X_FIRMWARE_CTRL */
+	le_put64(fadt + 140, base + dsdt_off);
 	put_gas(fadt + 244, GAS_SYSTEM_IO, 8, GAS_ACCESS_BYTE,
 		X86_PM_SLEEP_CTL_PORT);
 	put_gas(fadt + 256, GAS_SYSTEM_IO, 8, GAS_ACCESS_BYTE,
@@ -289,17 +272,17 @@ int x86_acpi_build(const struct x86_platform *p, struct x86_acpi_blob *out)
 
 	/* XSDT (§5.2.8): FADT, MADT */
 	sdt_header(&c, xsdt, "XSDT", SDT_HDR_LEN + 16, 1);
-	put64(xsdt + 36, base + fadt_off);
-	put64(xsdt + 44, base + madt_off);
+	le_put64(xsdt + 36, base + fadt_off);
+	le_put64(xsdt + 44, base + madt_off);
 	sdt_finish(xsdt, SDT_HDR_LEN + 16);
 
 	/* RSDP (§5.2.5.3): revision 2, no RSDT, both checksums. */
 	memcpy(rsdp, "RSD PTR ", 8);
 	put_id(rsdp + 9, p->oem_id ? p->oem_id : "SMVMM", 6);
 	rsdp[15] = 2;
-	put32(rsdp + 16, 0);
-	put32(rsdp + 20, RSDP_LEN);
-	put64(rsdp + 24, base + xsdt_off);
+	le_put32(rsdp + 16, 0);
+	le_put32(rsdp + 20, RSDP_LEN);
+	le_put64(rsdp + 24, base + xsdt_off);
 	rsdp[8] = checksum(rsdp, 20);
 	rsdp[32] = checksum(rsdp, RSDP_LEN);
 

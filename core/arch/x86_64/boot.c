@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "le.h"
 #include "x86.h"
 
 /* --- boot.rst: setup header offsets (in the file and in boot_params) --- */
@@ -136,40 +137,6 @@ static int fail(struct kctx *k, int ret, const char *fmt, ...)
 	return ret;
 }
 
-static uint16_t get16(const uint8_t *p)
-{
-	return p[0] | (uint16_t)p[1] << 8;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	return get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = v;
-	p[1] = v >> 8;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = v >> (8 * i);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = v >> (8 * i);
-}
-
 /* pread exactly len bytes; -EIO on a short file. */
 static int read_at(int fd, uint64_t off, void *buf, size_t len)
 {
@@ -257,25 +224,25 @@ static int write_low(struct kctx *k)
 
 	/* GDT: null, code32, code64 (__BOOT_CS), data (__BOOT_DS), TSS */
 	p = low + X86_GDT_ADDR;
-	put64(p + 0x00, 0);
-	put64(p + X86_SEL_CODE32, gdt_entry(0xc09b, 0, 0xfffff));
-	put64(p + X86_SEL_CODE64, gdt_entry(0xa09b, 0, 0xfffff));
-	put64(p + X86_SEL_DATA, gdt_entry(0xc093, 0, 0xfffff));
+	le_put64(p + 0x00, 0);
+	le_put64(p + X86_SEL_CODE32, gdt_entry(0xc09b, 0, 0xfffff));
+	le_put64(p + X86_SEL_CODE64, gdt_entry(0xa09b, 0, 0xfffff));
+	le_put64(p + X86_SEL_DATA, gdt_entry(0xc093, 0, 0xfffff));
 	/* 64-bit TSS descriptor (16 bytes, SDM Vol. 3 §7.2.3), available */
-	put64(p + X86_SEL_TSS, gdt_entry(0x0089, X86_TSS_ADDR, 0x67));
-	put64(p + X86_SEL_TSS + 8, X86_TSS_ADDR >> 32);
+	le_put64(p + X86_SEL_TSS, gdt_entry(0x0089, X86_TSS_ADDR, 0x67));
+	le_put64(p + X86_SEL_TSS + 8, X86_TSS_ADDR >> 32);
 
 	/*
 	 * Page tables: identity map [0, 4 GiB) with 2 MiB pages.  boot.rst
 	 * requires the kernel, boot_params and the command line to be
 	 * identity mapped; all of them live below 3 GiB.
 	 */
-	put64(low + X86_PML4_ADDR, X86_PDPT_ADDR | PTE_P | PTE_RW);
+	le_put64(low + X86_PML4_ADDR, X86_PDPT_ADDR | PTE_P | PTE_RW);
 	for (uint64_t i = 0; i < 4; i++) {
-		put64(low + X86_PDPT_ADDR + 8 * i,
+		le_put64(low + X86_PDPT_ADDR + 8 * i,
 		      (X86_PD_ADDR + i * PAGE_SIZE) | PTE_P | PTE_RW);
 		for (uint64_t j = 0; j < 512; j++)
-			put64(low + X86_PD_ADDR + i * PAGE_SIZE + 8 * j,
+			le_put64(low + X86_PD_ADDR + i * PAGE_SIZE + 8 * j,
 			      ((i * 512 + j) << 21) | PTE_P | PTE_RW | PTE_PS);
 	}
 
@@ -416,30 +383,30 @@ static int fill_boot_params(struct kctx *k, uint8_t *bp, uint64_t kaddr,
 	if (n < 0)
 		return fail(k, n, "e820 table overflow");
 	/* boot.rst "Details of header fields": what the loader must write */
-	put16(bp + HDR_VID_MODE, 0xffff); /* "normal" */
+	le_put16(bp + HDR_VID_MODE, 0xffff); /* "normal" */
 	bp[HDR_TYPE_OF_LOADER] = 0xff;    /* undefined loader */
 	bp[HDR_LOADFLAGS] |= LOADED_HIGH | CAN_USE_HEAP;
 	/* heap end, relative to the (not run) real-mode code, minus 0x200 */
-	put16(bp + HDR_HEAP_END_PTR, 0xfe00);
-	put32(bp + HDR_CODE32_START, (uint32_t)kaddr);
-	put32(bp + HDR_CMD_LINE_PTR, (uint32_t)X86_CMDLINE_ADDR);
-	put32(bp + BP_EXT_CMD_LINE_PTR, (uint32_t)(X86_CMDLINE_ADDR >> 32));
-	put32(bp + HDR_RAMDISK_IMAGE, (uint32_t)initrd_addr);
-	put32(bp + HDR_RAMDISK_SIZE, (uint32_t)k->isize);
-	put32(bp + BP_EXT_RAMDISK_IMAGE, (uint32_t)(initrd_addr >> 32));
-	put32(bp + BP_EXT_RAMDISK_SIZE, (uint32_t)(k->isize >> 32));
+	le_put16(bp + HDR_HEAP_END_PTR, 0xfe00);
+	le_put32(bp + HDR_CODE32_START, (uint32_t)kaddr);
+	le_put32(bp + HDR_CMD_LINE_PTR, (uint32_t)X86_CMDLINE_ADDR);
+	le_put32(bp + BP_EXT_CMD_LINE_PTR, (uint32_t)(X86_CMDLINE_ADDR >> 32));
+	le_put32(bp + HDR_RAMDISK_IMAGE, (uint32_t)initrd_addr);
+	le_put32(bp + HDR_RAMDISK_SIZE, (uint32_t)k->isize);
+	le_put32(bp + BP_EXT_RAMDISK_IMAGE, (uint32_t)(initrd_addr >> 32));
+	le_put32(bp + BP_EXT_RAMDISK_SIZE, (uint32_t)(k->isize >> 32));
 	/*
 	 * acpi_rsdp_addr (protocol 2.14+): older kernels ignore it and find
 	 * the RSDP by scanning 0xe0000-0xfffff, where it also is.
 	 */
-	put64(bp + BP_ACPI_RSDP_ADDR, k->cfg->rsdp_gpa);
+	le_put64(bp + BP_ACPI_RSDP_ADDR, k->cfg->rsdp_gpa);
 	bp[BP_E820_ENTRIES] = (uint8_t)n;
 	for (int i = 0; i < n; i++) {
 		uint8_t *t = bp + BP_E820_TABLE + 20 * i;
 
-		put64(t, e[i].addr);
-		put64(t + 8, e[i].size);
-		put32(t + 16, e[i].type);
+		le_put64(t, e[i].addr);
+		le_put64(t + 8, e[i].size);
+		le_put32(t + 16, e[i].type);
 	}
 	if (gmem_write(k->m, X86_ZERO_PAGE_ADDR, bp, BP_SIZE))
 		return fail(k, -EFAULT, "boot_params at 0x%llx not in RAM",
@@ -465,22 +432,22 @@ static int load_bzimage(struct kctx *k, const uint8_t *hdr, size_t hlen,
 	if (hlen < HDR_END_MAX)
 		return fail(k, -ENOEXEC,
 			    "file too small for a setup header (%zu bytes)", hlen);
-	if (get16(hdr + HDR_BOOT_FLAG) != BOOT_FLAG_MAGIC)
+	if (le_get16(hdr + HDR_BOOT_FLAG) != BOOT_FLAG_MAGIC)
 		return fail(k, -ENOEXEC,
 			    "boot_flag 0x%04x at 0x1fe is not 0xAA55 (not a kernel image?)",
-			    get16(hdr + HDR_BOOT_FLAG));
-	if (get32(hdr + HDR_HEADER) != HDRS_MAGIC)
+			    le_get16(hdr + HDR_BOOT_FLAG));
+	if (le_get32(hdr + HDR_HEADER) != HDRS_MAGIC)
 		return fail(k, -ENOEXEC,
 			    "setup header magic 'HdrS' missing (boot protocol < 2.00 or not a bzImage)");
-	version = get16(hdr + HDR_VERSION);
+	version = le_get16(hdr + HDR_VERSION);
 	if (version < 0x020c)
 		return fail(k, -ENOEXEC,
 			    "boot protocol %u.%02u < 2.12 required for 64-bit entry",
 			    version >> 8, version & 0xff);
-	if (!(get16(hdr + HDR_XLOADFLAGS) & XLF_KERNEL_64))
+	if (!(le_get16(hdr + HDR_XLOADFLAGS) & XLF_KERNEL_64))
 		return fail(k, -ENOEXEC,
 			    "xloadflags 0x%x: XLF_KERNEL_64 not set (no 64-bit entry point)",
-			    get16(hdr + HDR_XLOADFLAGS));
+			    le_get16(hdr + HDR_XLOADFLAGS));
 	if (!(hdr[HDR_LOADFLAGS] & LOADED_HIGH))
 		return fail(k, -ENOEXEC,
 			    "loadflags 0x%x: LOADED_HIGH not set (zImage not supported)",
@@ -495,25 +462,25 @@ static int load_bzimage(struct kctx *k, const uint8_t *hdr, size_t hlen,
 			    setup_sects, (unsigned long long)pm_off,
 			    (unsigned long long)k->fsize);
 	pm_size = k->fsize - pm_off;
-	if ((uint64_t)get32(hdr + HDR_SYSSIZE) * 16 > pm_size)
+	if ((uint64_t)le_get32(hdr + HDR_SYSSIZE) * 16 > pm_size)
 		return fail(k, -ENOEXEC,
 			    "truncated: syssize says %llu bytes of protected-mode code, the file has %llu",
-			    (unsigned long long)get32(hdr + HDR_SYSSIZE) * 16,
+			    (unsigned long long)le_get32(hdr + HDR_SYSSIZE) * 16,
 			    (unsigned long long)pm_size);
 
-	init_size = get32(hdr + HDR_INIT_SIZE);
+	init_size = le_get32(hdr + HDR_INIT_SIZE);
 	if (init_size < pm_size)
 		return fail(k, -ENOEXEC,
 			    "init_size 0x%x is smaller than the protected-mode code (0x%llx bytes)",
 			    init_size, (unsigned long long)pm_size);
-	cmdline_size = get32(hdr + HDR_CMDLINE_SIZE);
+	cmdline_size = le_get32(hdr + HDR_CMDLINE_SIZE);
 	if (k->cmdlen > cmdline_size)
 		return fail(k, -E2BIG, "cmdline longer than cmdline_size %u (%zu bytes)",
 			    cmdline_size, k->cmdlen);
-	align = get32(hdr + HDR_KERNEL_ALIGNMENT);
+	align = le_get32(hdr + HDR_KERNEL_ALIGNMENT);
 	relocatable = hdr[HDR_RELOCATABLE] != 0;
-	pref = get64(hdr + HDR_PREF_ADDRESS);
-	initrd_max = get32(hdr + HDR_INITRD_ADDR_MAX);
+	pref = le_get64(hdr + HDR_PREF_ADDRESS);
+	initrd_max = le_get32(hdr + HDR_INITRD_ADDR_MAX);
 
 	/* initrd: highest page below min(initrd_addr_max + 1, low RAM end) */
 	limit = (uint64_t)initrd_max + 1;
@@ -626,8 +593,8 @@ static int elf_find_pvh(struct kctx *k, uint64_t off, uint64_t size,
 	ret = 0;
 	/* gABI note entries: namesz, descsz, type, name, desc (4-aligned) */
 	while (size - pos >= 12) {
-		uint32_t namesz = get32(buf + pos), descsz = get32(buf + pos + 4);
-		uint32_t type = get32(buf + pos + 8);
+		uint32_t namesz = le_get32(buf + pos), descsz = le_get32(buf + pos + 4);
+		uint32_t type = le_get32(buf + pos + 8);
 		uint64_t name_al = ((uint64_t)namesz + 3) & ~3ULL;
 		uint64_t desc_al = ((uint64_t)descsz + 3) & ~3ULL;
 		const uint8_t *name = buf + pos + 12;
@@ -644,9 +611,9 @@ static int elf_find_pvh(struct kctx *k, uint64_t off, uint64_t size,
 			/* Linux emits it as a pointer-sized value; only the
 			 * low 32 bits may be set. */
 			if (descsz == 4) {
-				*entry = get32(d);
-			} else if (descsz == 8 && !(get64(d) >> 32)) {
-				*entry = get64(d);
+				*entry = le_get32(d);
+			} else if (descsz == 8 && !(le_get64(d) >> 32)) {
+				*entry = le_get64(d);
 			} else {
 				ret = fail(k, -ENOEXEC,
 					   "XEN_ELFNOTE_PHYS32_ENTRY: bad descriptor (%u bytes)",
@@ -679,15 +646,15 @@ static int load_elf(struct kctx *k, const uint8_t *eh, size_t hlen,
 	if (eh[4] != ELFCLASS64 || eh[5] != ELFDATA2LSB)
 		return fail(k, -ENOEXEC, "not a little-endian ELF64 file (EI_CLASS %u, EI_DATA %u)",
 			    eh[4], eh[5]);
-	if (get16(eh + 16) != ET_EXEC)
-		return fail(k, -ENOEXEC, "e_type %u is not ET_EXEC", get16(eh + 16));
-	if (get16(eh + 18) != EM_X86_64)
+	if (le_get16(eh + 16) != ET_EXEC)
+		return fail(k, -ENOEXEC, "e_type %u is not ET_EXEC", le_get16(eh + 16));
+	if (le_get16(eh + 18) != EM_X86_64)
 		return fail(k, -ENOEXEC, "e_machine %u is not EM_X86_64",
-			    get16(eh + 18));
-	e_entry = get64(eh + 24);
-	phoff = get64(eh + 32);
-	phentsize = get16(eh + 54);
-	phnum = get16(eh + 56);
+			    le_get16(eh + 18));
+	e_entry = le_get64(eh + 24);
+	phoff = le_get64(eh + 32);
+	phentsize = le_get16(eh + 54);
+	phnum = le_get16(eh + 56);
 	if (phentsize != PHDR_SIZE)
 		return fail(k, -ENOEXEC, "e_phentsize %u is not %u", phentsize,
 			    PHDR_SIZE);
@@ -704,11 +671,11 @@ static int load_elf(struct kctx *k, const uint8_t *eh, size_t hlen,
 
 	for (unsigned i = 0; i < phnum; i++) {
 		const uint8_t *p = ph + i * PHDR_SIZE;
-		uint32_t type = get32(p);
+		uint32_t type = le_get32(p);
 		struct elf_seg s = {
-			.off = get64(p + 8), .vaddr = get64(p + 16),
-			.paddr = get64(p + 24), .filesz = get64(p + 32),
-			.memsz = get64(p + 40),
+			.off = le_get64(p + 8), .vaddr = le_get64(p + 16),
+			.paddr = le_get64(p + 24), .filesz = le_get64(p + 32),
+			.memsz = le_get64(p + 40),
 		};
 
 		if (type == PT_NOTE) {
@@ -851,26 +818,26 @@ static int load_elf(struct kctx *k, const uint8_t *eh, size_t hlen,
 
 		if (n < 0)
 			return fail(k, n, "memory map overflow");
-		put32(si + 0, HVM_START_MAGIC);
-		put32(si + 4, 1); /* version 1: memmap fields present */
-		put32(si + 8, 0); /* flags */
+		le_put32(si + 0, HVM_START_MAGIC);
+		le_put32(si + 4, 1); /* version 1: memmap fields present */
+		le_put32(si + 8, 0); /* flags */
 		if (initrd_addr) {
-			put32(si + 12, 1);
-			put64(si + 16, PVH_MODLIST_ADDR);
-			put64(mod + 0, initrd_addr);
-			put64(mod + 8, k->isize);
+			le_put32(si + 12, 1);
+			le_put64(si + 16, PVH_MODLIST_ADDR);
+			le_put64(mod + 0, initrd_addr);
+			le_put64(mod + 8, k->isize);
 			if (gmem_write(k->m, PVH_MODLIST_ADDR, mod, sizeof(mod)))
 				return fail(k, -EFAULT, "modlist not in RAM");
 		}
-		put64(si + 24, X86_CMDLINE_ADDR);
-		put64(si + 32, k->cfg->rsdp_gpa);
-		put64(si + 40, PVH_MEMMAP_ADDR);
-		put32(si + 48, (uint32_t)n);
+		le_put64(si + 24, X86_CMDLINE_ADDR);
+		le_put64(si + 32, k->cfg->rsdp_gpa);
+		le_put64(si + 40, PVH_MEMMAP_ADDR);
+		le_put32(si + 48, (uint32_t)n);
 		for (int i = 0; i < n; i++) {
-			put64(mm, e[i].addr);
-			put64(mm + 8, e[i].size);
-			put32(mm + 16, e[i].type); /* same values as e820 */
-			put32(mm + 20, 0);
+			le_put64(mm, e[i].addr);
+			le_put64(mm + 8, e[i].size);
+			le_put32(mm + 16, e[i].type); /* same values as e820 */
+			le_put32(mm + 20, 0);
 			if (gmem_write(k->m, PVH_MEMMAP_ADDR + 24 * i, mm, 24))
 				return fail(k, -EFAULT, "memmap not in RAM");
 		}
@@ -885,16 +852,16 @@ static int load_elf(struct kctx *k, const uint8_t *eh, size_t hlen,
 		 * kernel reads with the 64-bit protocol (boot.rst).
 		 */
 		memset(bp, 0, sizeof(bp));
-		put16(bp + HDR_BOOT_FLAG, BOOT_FLAG_MAGIC);
-		put32(bp + HDR_HEADER, HDRS_MAGIC);
-		put16(bp + HDR_VERSION, 0x020f);
+		le_put16(bp + HDR_BOOT_FLAG, BOOT_FLAG_MAGIC);
+		le_put32(bp + HDR_HEADER, HDRS_MAGIC);
+		le_put16(bp + HDR_VERSION, 0x020f);
 		bp[HDR_JUMP + 1] = HDR_END_MAX - 0x202;
-		put32(bp + HDR_INITRD_ADDR_MAX, (uint32_t)ELF_INITRD_ADDR_MAX);
-		put32(bp + HDR_KERNEL_ALIGNMENT, 0x200000);
-		put16(bp + HDR_XLOADFLAGS, XLF_KERNEL_64);
-		put32(bp + HDR_CMDLINE_SIZE, (uint32_t)(X86_CMDLINE_MAX - 1));
-		put64(bp + HDR_PREF_ADDRESS, kstart);
-		put32(bp + HDR_INIT_SIZE, (uint32_t)(kend - kstart));
+		le_put32(bp + HDR_INITRD_ADDR_MAX, (uint32_t)ELF_INITRD_ADDR_MAX);
+		le_put32(bp + HDR_KERNEL_ALIGNMENT, 0x200000);
+		le_put16(bp + HDR_XLOADFLAGS, XLF_KERNEL_64);
+		le_put32(bp + HDR_CMDLINE_SIZE, (uint32_t)(X86_CMDLINE_MAX - 1));
+		le_put64(bp + HDR_PREF_ADDRESS, kstart);
+		le_put32(bp + HDR_INIT_SIZE, (uint32_t)(kend - kstart));
 		ret = fill_boot_params(k, bp, kstart, initrd_addr);
 		if (ret)
 			return ret;
