@@ -67,6 +67,8 @@ struct vm {
 
 	struct uart8250 uart;
 	struct x86_pm pm;
+	struct x86_pio pio;     /* routes port I/O to uart and pm */
+	bool uart_inited;
 
 	struct vm_device dev[MACHINE_MAX_DEVICES];
 	unsigned int ndev;
@@ -156,23 +158,11 @@ static void vm_pio(void *opaque, uint32_t vcpu, uint16_t port, uint8_t *data,
 	struct vm *vm = opaque;
 
 	(void)vcpu;
-	if (port >= X86_COM1_PORT && port < X86_COM1_PORT + 8) {
-		for (uint32_t i = 0; i < len; i++)
-			uart8250_pio(&vm->uart,
-				     (uint16_t)(port - X86_COM1_PORT + i),
-				     data + i, 1, is_write);
-		return;
-	}
-	if (x86_pm_handles(port)) {
-		x86_pm_pio(&vm->pm, port, data, len, is_write);
-		return;
-	}
 	/*
-	 * Linux probes legacy ports (PIC, PIT, CMOS, VGA, i8042, 0x80 POST
-	 * delays) even on a microVM: nothing is there, reads float high.
+	 * Ports nobody serves read 0xff: Linux probes legacy ports (PIC, PIT,
+	 * CMOS, VGA) even on a microVM, so they are not worth a log line.
 	 */
-	if (!is_write)
-		memset(data, 0xff, len);
+	x86_pio_dispatch(&vm->pio, port, data, len, is_write);
 }
 
 static void vm_backend_stopped(void *opaque, uint32_t vcpu,
@@ -600,8 +590,15 @@ int vm_start(struct vm *vm, int serial_fd, char *err, size_t errlen)
 		.pio = vm_pio,
 		.vm_stopped = vm_backend_stopped,
 	};
-	uart8250_init(&vm->uart, serial_fd, vm_uart_irq, vm);
+	rc = uart8250_init(&vm->uart, serial_fd, vm_uart_irq, vm);
+	if (rc) {
+		set_err(err, errlen, "COM1: %s", strerror(-rc));
+		return rc;
+	}
+	vm->uart_inited = true;
 	x86_pm_init(&vm->pm, vm_poweroff, vm_reset, vm);
+	vm->pio.com1 = &vm->uart;
+	vm->pio.pm = &vm->pm;
 
 	rc = x86_memory_layout(&vm->mem, m->mem_size);
 	if (rc) {
@@ -749,6 +746,8 @@ void vm_free(struct vm *vm)
 		evloop_destroy(&vm->loop);
 	mmio_bus_destroy(&vm->bus);
 	gmem_destroy(&vm->mem);
+	if (vm->uart_inited)
+		uart8250_destroy(&vm->uart);
 	if (vm->stop_efd >= 0)
 		close(vm->stop_efd);
 	free(vm->stop_msg);
