@@ -239,8 +239,18 @@ static void svc_vq_notify(struct smvmm_host *h, uint16_t q)
 	pthread_mutex_lock(&hq->lock);
 	notify = virtq_should_notify(&hq->vq);
 	pthread_mutex_unlock(&hq->lock);
-	if (notify)
-		raise_irq(h, 1); /* InterruptStatus bit 0: used buffer (§4.2.2) */
+	if (notify) {
+		void (*raise_vq)(struct smvmm_host *h, uint16_t q);
+
+		/* A per-queue notification where the transport has one
+		 * (vhost-user: the queue's call eventfd). */
+		raise_vq = __atomic_load_n(&h->raise_vq, __ATOMIC_ACQUIRE);
+		if (raise_vq)
+			raise_vq(h, q);
+		else
+			raise_irq(h, 1); /* InterruptStatus bit 0: used buffer
+					    (§4.2.2) */
+	}
 }
 
 static void svc_config_changed(struct smvmm_host *h)

@@ -78,6 +78,12 @@ struct smvmm_host {
 	unsigned int nwatches, watch_cap;
 	bool push_clamp_logged;  /* vq_push with written > in_len (atomic) */
 	bool bad_queue_logged;   /* vq_* with a queue index out of range */
+
+	/* Appended.  Optional transport hook: a used buffer notification for
+	 * queue q alone.  vhost-user has one call eventfd per queue where
+	 * virtio-mmio has one interrupt line; when set, the vq_notify service
+	 * calls it instead of raise(h, 1).  Takes no lock (like raise). */
+	void (*raise_vq)(struct smvmm_host *h, uint16_t q);
 };
 
 /* The services table given to every plugin's create(). */

@@ -129,6 +129,9 @@ struct parse_ctx {
 	/* values of overlong lines, referenced from the line handed to inih */
 	char **longv;
 	unsigned int nlongv;
+
+	/* machine_load_devices(): only [device.<id>] sections are allowed */
+	bool devices_only;
 };
 
 static int set_vcpus(struct parse_ctx *c, const char *key, const char *v);
@@ -644,6 +647,10 @@ static int begin_section(struct parse_ctx *c, const char *name)
 	for (int s = SEC_MACHINE; s < SEC_DEVICE; s++) {
 		if (strcmp(name, section_names[s]))
 			continue;
+		if (c->devices_only)
+			return fail_at(c, c->lineno, name, NULL,
+				       "not allowed in a device file (only "
+				       "[device.<id>] sections)");
 		if (c->sec_line[s])
 			return fail_at(c, c->lineno, name, NULL,
 				       "section appears twice (first at line "
@@ -653,6 +660,10 @@ static int begin_section(struct parse_ctx *c, const char *name)
 		c->cur = (enum section_kind)s;
 		return 0;
 	}
+	if (c->devices_only)
+		return fail_at(c, c->lineno, name, NULL,
+			       "unknown section (a device file has only "
+			       "[device.<id>] sections)");
 	return fail_at(c, c->lineno, name, NULL,
 		       "unknown section (valid: [machine], [boot], [console], "
 		       "[device.<id>])");
@@ -1024,10 +1035,10 @@ static char *dir_of(const char *path)
 	return d;
 }
 
-int machine_load(const char *path, struct smvmm_machine *m, char *err,
-		 size_t errlen)
+static int load(const char *path, struct smvmm_machine *m, char *err,
+		size_t errlen, bool devices_only)
 {
-	struct parse_ctx c = { 0 };
+	struct parse_ctx c = { .devices_only = devices_only };
 	char dummy[1];
 	int rc;
 
@@ -1089,6 +1100,14 @@ int machine_load(const char *path, struct smvmm_machine *m, char *err,
 	rc = check_devices(&c);
 	if (rc)
 		goto err_free;
+	if (devices_only && m->ndev == 0) {
+		rc = fail_at(&c, 0, NULL, NULL,
+			     "no [device.<id>] section (a device file needs "
+			     "one, with type = <plugin type>)");
+		goto err_free;
+	}
+	if (devices_only)
+		goto defaults;
 	if (!c.sec_line[SEC_BOOT]) {
 		rc = fail_at(&c, 0, NULL, NULL,
 			     "no [boot] section (it needs kernel = <path>)");
@@ -1100,6 +1119,7 @@ int machine_load(const char *path, struct smvmm_machine *m, char *err,
 		goto err_free;
 	}
 
+defaults:
 	if (!m->backend)
 		m->backend = strdup("kvm");
 	if (!m->cmdline)
@@ -1127,6 +1147,18 @@ err_free:
 	free(c.buf);
 	machine_free(m);
 	return rc;
+}
+
+int machine_load(const char *path, struct smvmm_machine *m, char *err,
+		 size_t errlen)
+{
+	return load(path, m, err, errlen, false);
+}
+
+int machine_load_devices(const char *path, struct smvmm_machine *m, char *err,
+			 size_t errlen)
+{
+	return load(path, m, err, errlen, true);
 }
 
 int machine_check_device_keys(const struct smvmm_machine *m,

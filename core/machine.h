@@ -103,6 +103,19 @@ int machine_load(const char *path, struct smvmm_machine *m, char *err,
 		 size_t errlen);
 
 /*
+ * machine_load_devices: parse a device file: the same syntax and the same
+ * [device.<id>] rules as machine_load (type required, ids unique, core keys
+ * mmio_base/irq validated, plugin keys kept for the plugin), but any other
+ * section ([machine], [boot], [console] or unknown) is an error naming its
+ * line, and at least one device is required.  For `smvmm vhost-user`, which
+ * serves a device without a machine.  The [machine] fields of *m get their
+ * defaults (plugin_dir NULL).  Same return values and error format as
+ * machine_load.  Main thread.
+ */
+int machine_load_devices(const char *path, struct smvmm_machine *m, char *err,
+			 size_t errlen);
+
+/*
  * machine_check_device_keys: every plugin-specific key of `d` must be in the
  * NULL-terminated `allowed` list; else -EINVAL and
  * "<file>:<line>: [device.<id>] <key>: unknown key for type <type> (known: ...)".

@@ -898,10 +898,11 @@ static uint8_t parse_segments(struct blk *b, struct blk_req *r)
 
 /*
  * Validate chain c.  Returns a request for the pool, or NULL when c was
- * completed here (or the queue was broken: *broken set).
+ * completed here (pushed, not notified) or the queue was broken (*broken
+ * set, c freed).
  */
 static struct blk_req *blk_prepare(struct blk *b, struct smvmm_chain *c,
-				   bool *broken, bool *pushed)
+				   bool *broken)
 {
 	struct iovec *last;
 	struct blk_req *r;
@@ -923,7 +924,6 @@ static struct blk_req *blk_prepare(struct blk *b, struct smvmm_chain *c,
 	last = &c->iov[c->n_out + c->n_in - 1];
 	status = (uint8_t *)last->iov_base + last->iov_len - 1;
 
-	*pushed = true;
 	if (c->out_len < BLK_HDR_SIZE) {
 		bad_request(b, "header shorter than 16 device-readable bytes");
 		complete_now(b, c, UINT32_MAX, status, VIRTIO_BLK_S_IOERR);
@@ -1087,20 +1087,20 @@ static void blk_queue_notify(void *dev, uint16_t q)
 		for (popped = 0; popped < BLK_POP_BATCH; popped++) {
 			struct smvmm_chain *c;
 			struct blk_req *r;
-			bool broken = false, done = false;
+			bool broken = false;
 
 			rc = b->svc->vq_pop(b->h, q, &c);
 			if (rc <= 0)
 				break;
-			r = blk_prepare(b, c, &broken, &done);
+			r = blk_prepare(b, c, &broken);
 			if (broken) {
 				rc = -EIO;
 				break;
 			}
-			if (done)
-				pushed++;
-			if (!r)
+			if (!r) {
+				pushed++; /* completed here */
 				continue;
+			}
 			r->gen = b->gen;
 			*tail = r;
 			tail = &r->next;

@@ -226,7 +226,7 @@ struct vsock {
 };
 
 static void conn_fd_cb(void *dev, int fd, uint32_t events);
-static void conn_update_watch(struct vsock *v, struct conn *c);
+static bool conn_update_watch(struct vsock *v, struct conn *c);
 static void rx_run(struct vsock *v);
 
 static uint64_t now_ns(void)
@@ -518,8 +518,8 @@ static void conn_kill(struct vsock *v, struct conn *c, bool rst)
 	conn_close_fd(v, c);
 	list_del_wait(v, c);
 	c->deadline_ns = 0;
-	if (!rst || c->state == CONN_CONNECT_WAIT) {
-		/* CONNECT_WAIT: the guest never heard of it. */
+	if (!rst || c->state == CONN_CONNECT_WAIT || (c->ctl & CTL_REQUEST)) {
+		/* The guest never heard of it: nothing to reset. */
 		conn_free(v, c);
 		return;
 	}
@@ -688,6 +688,14 @@ static int chain_iov(const struct smvmm_chain *c, bool writable, uint32_t off,
 	return n;
 }
 
+/* writev without SIGPIPE: a host peer that went away is an error return. */
+static ssize_t sock_writev(int fd, struct iovec *iov, int n)
+{
+	struct msghdr m = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+
+	return sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 /* ---- rx: packets to the guest ----------------------------------------- */
 
 static void rx_push(struct vsock *v, struct smvmm_chain *ch, uint32_t len)
@@ -813,8 +821,6 @@ static bool ctl_send_one(struct vsock *v, struct conn *c)
 	chain_write(ch, 0, &h, sizeof(h));
 	rx_push(v, ch, sizeof(h));
 	c->ctl &= ~bit;
-	if (bit == CTL_SHUTDOWN && (c->ctl & CTL_SHUTDOWN))
-		c->ctl &= ~CTL_SHUTDOWN;
 	return true;
 }
 
@@ -897,8 +903,10 @@ static void conn_rx(struct vsock *v, struct conn *c)
 			want = budget;
 		niov = chain_iov(ch, true, VSOCK_HDR_LEN, want, iov, &got);
 		if (!niov) {
-			/* Only a header fits: nothing to read into. */
+			/* Only a header fits: no data until the driver adds
+			 * bigger buffers (control packets still use it). */
 			v->rx_spare = ch;
+			v->rx_starved = true;
 			break;
 		}
 		n = readv(c->fd, iov, niov);
@@ -929,7 +937,8 @@ static void conn_rx(struct vsock *v, struct conn *c)
 		c->rx_cnt += (uint32_t)n;
 		budget -= (uint32_t)n;
 	}
-	if (c->host_eof && c->guest_shut_send && !c->buf_len)
+	if (c->state == CONN_ESTABLISHED && c->host_eof &&
+	    c->guest_shut_send && !c->buf_len)
 		conn_kill(v, c, true); /* both directions are done */
 }
 
@@ -964,7 +973,7 @@ static int conn_drain(struct vsock *v, struct conn *c)
 			iov[1].iov_len = c->buf_len - first;
 			cnt = 2;
 		}
-		n = writev(c->fd, iov, cnt);
+		n = sock_writev(c->fd, iov, cnt);
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR)
 				break;
@@ -1057,13 +1066,18 @@ static bool conn_maybe_finish(struct vsock *v, struct conn *c)
 
 /* ---- host socket events ------------------------------------------------- */
 
-static void conn_update_watch(struct vsock *v, struct conn *c)
+/*
+ * Watch the host socket for what the connection can do now.  Returns false
+ * if watching failed: the connection is then reset (DEAD), except in
+ * CONNECT_WAIT where the caller frees it.
+ */
+static bool conn_update_watch(struct vsock *v, struct conn *c)
 {
 	uint32_t want = 0;
 	int ret;
 
 	if (c->fd < 0)
-		return;
+		return true;
 	if (c->state == CONN_CONNECT_WAIT) {
 		want |= SMVMM_FD_IN;
 	} else if (c->state == CONN_ESTABLISHED && !c->host_eof &&
@@ -1082,7 +1096,7 @@ static void conn_update_watch(struct vsock *v, struct conn *c)
 	if (c->buf_len)
 		want |= SMVMM_FD_OUT;
 	if (want == c->watching)
-		return;
+		return true;
 	/* No events at all: unwatch, or a level-triggered HUP would spin. */
 	if (want)
 		ret = v->svc->watch_fd(v->h, c->fd, want, conn_fd_cb);
@@ -1091,10 +1105,12 @@ static void conn_update_watch(struct vsock *v, struct conn *c)
 	if (ret < 0 && want) {
 		v->svc->log(v->h, SMVMM_LOG_ERROR, "watch_fd: %s",
 			    strerror(-ret));
-		conn_kill(v, c, true);
-		return;
+		if (c->state != CONN_CONNECT_WAIT)
+			conn_kill(v, c, true);
+		return false;
 	}
 	c->watching = want;
+	return true;
 }
 
 static bool parse_port(const char *s, size_t len, uint32_t *port)
@@ -1187,11 +1203,11 @@ static void zombies_close(struct vsock *v)
 static void conn_fd_cb(void *dev, int fd, uint32_t events)
 {
 	struct vsock *v = dev;
-	struct conn *c = (unsigned int)fd < v->by_fd_size ? v->by_fd[fd]
-							   : NULL;
+	struct conn *c;
 
 	if (v->zombies)
 		zombies_close(v);
+	c = (unsigned int)fd < v->by_fd_size ? v->by_fd[fd] : NULL;
 	if (!c || c->fd != fd) {
 		/* Nothing of ours (any more): stop the level-triggered
 		 * event. */
@@ -1203,7 +1219,10 @@ static void conn_fd_cb(void *dev, int fd, uint32_t events)
 		conn_read_connect(v, c);
 		goto out;
 	}
-	if ((events & SMVMM_FD_OUT) && c->buf_len) {
+	/* A peer that hung up may report HUP without OUT: the write then
+	 * fails and ends the connection instead of spinning. */
+	if ((events & (SMVMM_FD_OUT | SMVMM_FD_HUP | SMVMM_FD_ERR)) &&
+	    c->buf_len) {
 		if (conn_drain(v, c) < 0) {
 			conn_kill(v, c, true);
 			goto out;
@@ -1218,6 +1237,9 @@ static void conn_fd_cb(void *dev, int fd, uint32_t events)
 		else if ((events & SMVMM_FD_ERR) && !c->buf_len)
 			conn_kill(v, c, true);
 	}
+	/* Still alive here (kills with RST keep the structure until the RST
+	 * is sent): re-evaluate credit, rx buffers and the ring. */
+	conn_update_watch(v, c);
 out:
 	rx_run(v);
 }
@@ -1251,8 +1273,7 @@ static void listen_cb(void *dev, int fd, uint32_t events)
 			continue;
 		}
 		conn_set_deadline(v, c, VSOCK_CONNECT_TIMEOUT_MS);
-		conn_update_watch(v, c);
-		if (c->watching != SMVMM_FD_IN)
+		if (!conn_update_watch(v, c))
 			conn_free(v, c);
 	}
 }
@@ -1265,8 +1286,10 @@ static int host_connect(struct vsock *v, uint32_t port)
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd, ret;
 
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s_%" PRIu32, v->uds_path,
-		 port);
+	/* Fits: parse_config keeps uds_path 11 bytes short of sun_path. */
+	if (snprintf(sa.sun_path, sizeof(sa.sun_path), "%s_%" PRIu32,
+		     v->uds_path, port) >= (int)sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
@@ -1349,25 +1372,28 @@ static void tx_rw(struct vsock *v, struct conn *c, const struct vsock_hdr *h,
 		free(tmp);
 		goto drain;
 	}
-	if (!c->buf_len && !c->host_wr_shut) {
-		n = writev(c->fd, iov, niov);
-		if (n < 0) {
-			if (errno != EAGAIN && errno != EINTR) {
-				conn_kill(v, c, true);
-				return;
-			}
-			n = 0;
-		}
-		c->fwd_cnt += (uint32_t)n;
+	if (c->buf_len) {
+		/* Behind older bytes: queue (the OUT watch drains). */
+		if (!buf_append_iov(c, iov, niov, 0))
+			goto overflow;
+		goto drain;
 	}
+	n = sock_writev(c->fd, iov, niov);
+	if (n < 0) {
+		if (errno != EAGAIN && errno != EINTR) {
+			conn_kill(v, c, true);
+			return;
+		}
+		n = 0;
+	}
+	c->fwd_cnt += (uint32_t)n;
 	if ((uint32_t)n < h->len && !buf_append_iov(c, iov, niov, (size_t)n))
 		goto overflow;
-drain:
-	if (c->buf_len && conn_drain(v, c) < 0) {
-		conn_kill(v, c, true);
-		return;
-	}
 	conn_credit_check(v, c);
+	return;
+drain:
+	if (conn_drain(v, c) < 0)
+		conn_kill(v, c, true);
 	return;
 overflow:
 	/* §5.10.6.3: the driver must not send more than its credit. */
