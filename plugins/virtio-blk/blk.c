@@ -146,6 +146,8 @@
 #define BLK_DISCARD_ALIGN 8u /* sectors: 4 KiB, the usual fs block */
 /* Chains popped before they are handed to the pool in one go. */
 #define BLK_POP_BATCH 64
+/* Requests one worker takes from the list at a time, at most. */
+#define BLK_WORKER_BATCH 8
 
 enum blk_cache { CACHE_WRITEBACK, CACHE_NONE, CACHE_UNSAFE };
 
@@ -232,6 +234,7 @@ struct blk {
 	pthread_cond_t idle_cond;   /* running dropped to 0 */
 	struct blk_req *head, **tail;
 	unsigned int running;       /* requests being executed */
+	unsigned int queued;        /* requests in the list */
 	unsigned int idle;          /* workers waiting for work */
 	uint32_t gen;               /* bumped by reset */
 	uint64_t dirty;             /* queues pushed to since last notify */
@@ -771,9 +774,8 @@ static void *blk_worker(void *arg)
 
 	pthread_mutex_lock(&b->lock);
 	for (;;) {
-		struct blk_req *r;
-		uint8_t st;
-		bool stale;
+		struct blk_req *batch, *r;
+		unsigned int n, take;
 
 		while (!b->stop && !b->head) {
 			b->idle++;
@@ -782,32 +784,49 @@ static void *blk_worker(void *arg)
 		}
 		if (b->stop)
 			break;
-		r = b->head;
+		/* Take a fair share (at most BLK_WORKER_BATCH): fewer lock
+		 * round trips for small requests, other workers still get
+		 * some of a large batch. */
+		take = b->queued / (b->idle + 1);
+		if (take < 1)
+			take = 1;
+		if (take > BLK_WORKER_BATCH)
+			take = BLK_WORKER_BATCH;
+		batch = b->head;
+		r = batch;
+		for (n = 1; n < take && r->next; n++)
+			r = r->next;
 		b->head = r->next;
+		r->next = NULL;
 		if (!b->head)
 			b->tail = &b->head;
-		b->running++;
+		b->queued -= n;
+		b->running += n;
 		pthread_mutex_unlock(&b->lock);
 
-		st = blk_execute(b, r);
-		*r->status = st;
+		for (r = batch; r; r = r->next)
+			*r->status = blk_execute(b, r);
 
 		pthread_mutex_lock(&b->lock);
-		/* Under the pool lock: reset cannot slip in between the check
-		 * and the push (it bumps gen under this lock). */
-		stale = r->gen != b->gen;
-		if (stale) {
-			free(r->c);
-		} else {
-			uint16_t q = r->c->queue;
+		while (batch) {
+			r = batch;
+			batch = r->next;
+			/* Under the pool lock: reset cannot slip in between
+			 * the check and the push (it bumps gen under it). */
+			if (r->gen != b->gen) {
+				free(r->c);
+			} else {
+				uint16_t q = r->c->queue;
 
-			b->svc->vq_push(b->h, r->c,
-					written_len(r->c, r->type, st));
-			b->dirty |= BIT(q);
+				b->svc->vq_push(b->h, r->c,
+						written_len(r->c, r->type,
+							    *r->status));
+				b->dirty |= BIT(q);
+			}
+			r->c = NULL;
+			req_free(r);
 		}
-		r->c = NULL;
-		req_free(r);
-		b->running--;
+		b->running -= n;
 		if (!b->running)
 			pthread_cond_broadcast(&b->idle_cond);
 		if (!b->head && b->dirty) {
@@ -1064,7 +1083,8 @@ static void pool_submit(struct blk *b, struct blk_req *first,
 	pthread_mutex_lock(&b->lock);
 	*b->tail = first;
 	b->tail = last_next;
-	if (n == 1 || b->idle <= 1)
+	b->queued += n;
+	if (n <= BLK_WORKER_BATCH || b->idle <= 1)
 		pthread_cond_signal(&b->work_cond);
 	else
 		pthread_cond_broadcast(&b->work_cond);
@@ -1154,6 +1174,7 @@ static void pool_drain(struct blk *b)
 		req_free(r);
 	}
 	b->tail = &b->head;
+	b->queued = 0;
 	while (b->running)
 		pthread_cond_wait(&b->idle_cond, &b->lock);
 	b->dirty = 0;
