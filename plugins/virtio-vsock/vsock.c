@@ -1091,6 +1091,11 @@ static bool conn_update_watch(struct vsock *v, struct conn *c)
 			}
 		} else if (peer_credit(c)) {
 			want |= SMVMM_FD_IN;
+		} else if (!c->credit_requested) {
+			/* The guest's last word leaves no credit: ask once
+			 * (§5.10.6.3), so a lost update cannot stall us. */
+			c->credit_requested = true;
+			ctl_queue(v, c, CTL_CREDIT_REQUEST);
 		}
 	}
 	if (c->buf_len)

@@ -242,6 +242,28 @@ uint64_t devtest_irq_count(struct devtest *t)
 	return n;
 }
 
+int devtest_wait_irq(struct devtest *t, uint64_t seen, int timeout_us)
+{
+	struct timespec ts;
+	int rc = 0;
+
+	if (!t->opts.threaded) {
+		if (devtest_irq_count(t) == seen)
+			evloop_run_once(&t->loop, (timeout_us + 999) / 1000);
+		return devtest_irq_count(t) != seen ? 0 : -ETIMEDOUT;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += (long)(timeout_us % 1000000) * 1000;
+	ts.tv_sec += timeout_us / 1000000 + ts.tv_nsec / 1000000000L;
+	ts.tv_nsec %= 1000000000L;
+	pthread_mutex_lock(&t->irq_lock);
+	while (t->irq_count == seen && rc == 0)
+		rc = pthread_cond_timedwait(&t->irq_cond, &t->irq_lock, &ts);
+	rc = t->irq_count != seen ? 0 : -ETIMEDOUT;
+	pthread_mutex_unlock(&t->irq_lock);
+	return rc;
+}
+
 uint32_t devtest_ack_irq(struct devtest *t)
 {
 	uint32_t isr = devtest_read32(t, VIRTIO_MMIO_INTERRUPT_STATUS);

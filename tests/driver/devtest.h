@@ -175,6 +175,13 @@ void devtest_config_write(struct devtest *t, uint32_t off, const void *buf,
 
 /* devtest_irq_count: interrupts the transport raised since devtest_new. */
 uint64_t devtest_irq_count(struct devtest *t);
+/*
+ * devtest_wait_irq: wait until devtest_irq_count() differs from `seen` (an
+ * earlier devtest_irq_count()), at most timeout_us microseconds; in
+ * synchronous mode, runs the device's I/O once meanwhile.  0 or -ETIMEDOUT.
+ * For drivers that serve several queues (any interrupt wakes them).
+ */
+int devtest_wait_irq(struct devtest *t, uint64_t seen, int timeout_us);
 /* devtest_ack_irq: read InterruptStatus, write it to InterruptAck, return it. */
 uint32_t devtest_ack_irq(struct devtest *t);
 

@@ -1,0 +1,463 @@
+// SPDX-License-Identifier: MIT
+/*
+ * bench/vsock-bench: virtio-vsock throughput and connection setup through
+ * the plugin (the real smvmm-virtio-vsock.so on the driver model, threaded
+ * mode: a real I/O thread and ioeventfds), side by side with a plain AF_UNIX
+ * socketpair moving the same data, in one run.  Built and run by bench/vsock.
+ *
+ *   vsock-bench [-s MiB] [-n CONNECTS]
+ *
+ * Scenarios (the guest side is bench/vsock-driver.h: it copies application
+ * data into tx buffers and consumes rx data in place, like a guest kernel):
+ *   g2h-1 / h2g-1   one connection, guest->host / host->guest
+ *   g2h-8 / h2g-8   eight connections at once (same total)
+ *   setup-guest     guest connect (REQUEST/RESPONSE, host accept) + RST
+ *   setup-host      host connect + "CONNECT <port>\n" + "OK" + close
+ * Baselines: the same bytes through socketpair(AF_UNIX, SOCK_STREAM) between
+ * two threads (1 and 8 pairs); connect/accept/close on an AF_UNIX listener.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "devtest.h"
+#include "vsock-driver.h"
+
+#define CHUNK 65536
+#define CID 3
+
+static char dir[64], uds[96];
+static size_t total = 256u << 20;
+static int nconnect = 2000;
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *what)
+{
+	fprintf(stderr, "vsock-bench: %s: %s\n", what, strerror(errno));
+	exit(1);
+}
+
+/* ---- host-side threads: move bytes on n fds ------------------------------ */
+
+struct io {
+	int fd[8];
+	int n;
+	size_t per_fd;
+	bool write;
+};
+
+static void *io_thread(void *p)
+{
+	struct io *a = p;
+	static __thread uint8_t buf[CHUNK];
+	size_t done[8] = { 0 };
+	int left = a->n;
+
+	memset(buf, 0x5a, sizeof(buf));
+	for (int i = 0; i < a->n; i++)
+		fcntl(a->fd[i], F_SETFL, O_NONBLOCK);
+	while (left) {
+		struct pollfd pf[8];
+
+		for (int i = 0; i < a->n; i++) {
+			pf[i].fd = done[i] < a->per_fd ? a->fd[i] : -1;
+			pf[i].events = a->write ? POLLOUT : POLLIN;
+		}
+		if (poll(pf, (nfds_t)a->n, 5000) <= 0)
+			break;
+		for (int i = 0; i < a->n; i++) {
+			ssize_t r;
+			size_t want;
+
+			if (!pf[i].revents)
+				continue;
+			want = a->per_fd - done[i] < CHUNK ? a->per_fd - done[i]
+							  : CHUNK;
+			r = a->write ? write(a->fd[i], buf, want)
+				     : read(a->fd[i], buf, want);
+			if (r <= 0) {
+				if (r < 0 && errno == EAGAIN)
+					continue;
+				fprintf(stderr, "vsock-bench: host fd ended "
+					"early\n");
+				return NULL;
+			}
+			done[i] += (size_t)r;
+			if (done[i] == a->per_fd)
+				left--;
+		}
+	}
+	return NULL;
+}
+
+/* ---- baselines ------------------------------------------------------------- */
+
+static double socketpair_copy(int nconn)
+{
+	struct io w = { .n = nconn, .per_fd = total / (size_t)nconn,
+			.write = true };
+	struct io r = { .n = nconn, .per_fd = total / (size_t)nconn };
+	pthread_t tw, tr;
+	double t0;
+
+	for (int i = 0; i < nconn; i++) {
+		int sv[2];
+
+		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+			die("socketpair");
+		w.fd[i] = sv[0];
+		r.fd[i] = sv[1];
+	}
+	t0 = now();
+	pthread_create(&tw, NULL, io_thread, &w);
+	pthread_create(&tr, NULL, io_thread, &r);
+	pthread_join(tw, NULL);
+	pthread_join(tr, NULL);
+	t0 = now() - t0;
+	for (int i = 0; i < nconn; i++) {
+		close(w.fd[i]);
+		close(r.fd[i]);
+	}
+	return (double)(w.per_fd * (size_t)nconn) / t0;
+}
+
+struct acc {
+	int lfd;
+	int n;
+};
+
+static void *accept_close(void *p)
+{
+	struct acc *a = p;
+
+	for (int i = 0; i < a->n; i++) {
+		int fd = accept(a->lfd, NULL, NULL);
+
+		if (fd < 0)
+			break;
+		close(fd);
+	}
+	return NULL;
+}
+
+static int listen_at(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	unlink(path);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    listen(fd, 1024))
+		die("listen");
+	return fd;
+}
+
+static int connect_to(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)))
+		die("connect");
+	return fd;
+}
+
+static double unix_setup_rate(void)
+{
+	char path[128];
+	struct acc a;
+	pthread_t t;
+	double t0;
+
+	snprintf(path, sizeof(path), "%s/plain.sock", dir);
+	a.lfd = listen_at(path);
+	a.n = nconnect;
+	pthread_create(&t, NULL, accept_close, &a);
+	t0 = now();
+	for (int i = 0; i < nconnect; i++) {
+		int fd = connect_to(path);
+		char c;
+
+		/* wait for the accept side's close, like a full round */
+		if (read(fd, &c, 1) < 0)
+			die("read");
+		close(fd);
+	}
+	t0 = now() - t0;
+	pthread_join(t, NULL);
+	close(a.lfd);
+	return nconnect / t0;
+}
+
+/* ---- through the plugin ------------------------------------------------------ */
+
+static struct devtest *dev_new(struct vdrv *d)
+{
+	char kv0[128], err[1024];
+	const char *kv[] = { kv0, "guest_cid=3", NULL };
+	struct devtest_opts o = { .ram_size = 64ULL << 20, .threaded = true };
+	struct devtest *t;
+
+	o.plugin_dir = getenv("SMVMM_BUILD_DIR");
+	snprintf(kv0, sizeof(kv0), "uds_path=%s", uds);
+	t = devtest_new("virtio-vsock", kv, &o, err, sizeof(err));
+	if (!t) {
+		fprintf(stderr, "vsock-bench: %s\n", err);
+		exit(1);
+	}
+	if (vd_init(d, t, CID)) {
+		fprintf(stderr, "vsock-bench: init: %s\n", devtest_error(t));
+		exit(1);
+	}
+	d->threaded = true;
+	d->nosum = true;
+	return t;
+}
+
+static void check(struct vdrv *d, const char *what)
+{
+	if (d->violations) {
+		fprintf(stderr, "vsock-bench: %s: protocol violation: %s\n",
+			what, d->why);
+		exit(1);
+	}
+}
+
+static double vsock_copy(int nconn, bool g2h)
+{
+	static uint8_t app[CHUNK];
+	struct vdrv *d = calloc(1, sizeof(*d));
+	struct devtest *t = dev_new(d);
+	struct vd_conn *c[8];
+	char path[128];
+	struct io h = { .n = nconn, .per_fd = total / (size_t)nconn,
+			.write = !g2h };
+	pthread_t th;
+	int lfd;
+	double t0;
+	size_t sent[8] = { 0 }, per = total / (size_t)nconn;
+
+	snprintf(path, sizeof(path), "%s_%d", uds, 1000);
+	lfd = listen_at(path);
+	for (int i = 0; i < nconn; i++) {
+		c[i] = vd_connect(d, 1000);
+		if (!c[i] || !VD_WAIT(d, c[i]->state == VD_OPEN, 2000)) {
+			fprintf(stderr, "vsock-bench: connect failed\n");
+			exit(1);
+		}
+		h.fd[i] = accept(lfd, NULL, NULL);
+	}
+	memset(app, 0xa5, sizeof(app));
+	t0 = now();
+	pthread_create(&th, NULL, io_thread, &h);
+	for (;;) {
+		bool done = true;
+
+		for (int i = 0; i < nconn; i++) {
+			if (g2h) {
+				if (sent[i] < per) {
+					size_t want = per - sent[i] < CHUNK
+							      ? per - sent[i]
+							      : CHUNK;
+					sent[i] += vd_send_data(
+						d, c[i], app, (uint32_t)want);
+					done = false;
+				}
+			} else if (c[i]->rx_bytes < per) {
+				done = false;
+			}
+		}
+		if (done)
+			break;
+		vd_pump(d, 0);
+		check(d, g2h ? "guest->host" : "host->guest");
+	}
+	pthread_join(th, NULL); /* g2h: the host has read everything */
+	t0 = now() - t0;
+	check(d, "copy");
+	for (int i = 0; i < nconn; i++)
+		close(h.fd[i]);
+	close(lfd);
+	unlink(path);
+	devtest_free(t);
+	free(d);
+	return (double)(per * (size_t)nconn) / t0;
+}
+
+static double vsock_setup_guest(void)
+{
+	struct vdrv *d = calloc(1, sizeof(*d));
+	struct devtest *t = dev_new(d);
+	char path[128];
+	struct acc a;
+	pthread_t th;
+	double t0;
+
+	snprintf(path, sizeof(path), "%s_%d", uds, 2000);
+	a.lfd = listen_at(path);
+	a.n = nconnect;
+	pthread_create(&th, NULL, accept_close, &a);
+	t0 = now();
+	for (int i = 0; i < nconnect; i++) {
+		struct vd_conn *c = vd_connect(d, 2000);
+
+		if (!c || !VD_WAIT(d, c->state != VD_CONNECTING, 2000) ||
+		    c->state != VD_OPEN) {
+			fprintf(stderr, "vsock-bench: connect %d failed\n", i);
+			exit(1);
+		}
+		/* The host closed: SHUTDOWN arrives; the guest resets. */
+		vd_send(d, c, VD_OP_RST, 0, NULL, 0);
+		vd_release(c);
+	}
+	t0 = now() - t0;
+	pthread_join(th, NULL);
+	check(d, "setup-guest");
+	close(a.lfd);
+	devtest_free(t);
+	free(d);
+	return nconnect / t0;
+}
+
+struct hostconn {
+	int n;
+	int ok;
+};
+
+static void *host_connector(void *p)
+{
+	struct hostconn *h = p;
+
+	for (int i = 0; i < h->n; i++) {
+		int fd = connect_to(uds);
+		char buf[32];
+		ssize_t r;
+
+		if (write(fd, "CONNECT 52\n", 11) != 11)
+			die("write");
+		r = read(fd, buf, sizeof(buf));
+		if (r > 3 && !memcmp(buf, "OK ", 3))
+			h->ok++;
+		close(fd);
+	}
+	return NULL;
+}
+
+static double vsock_setup_host(void)
+{
+	struct vdrv *d = calloc(1, sizeof(*d));
+	struct devtest *t = dev_new(d);
+	struct hostconn h = { .n = nconnect };
+	pthread_t th;
+	double t0;
+
+	d->listen[d->nlisten++] = 52;
+	t0 = now();
+	pthread_create(&th, NULL, host_connector, &h);
+	/* The guest side: accept (automatic in vd_rx_packet), and reset the
+	 * connections the host closed (SHUTDOWN from the device). */
+	for (;;) {
+		vd_pump(d, 0);
+		for (int i = 0; i < VD_MAX_CONNS; i++) {
+			struct vd_conn *c = &d->c[i];
+
+			if (c->state == VD_OPEN && (c->peer_shut & 2)) {
+				vd_send(d, c, VD_OP_RST, 0, NULL, 0);
+				vd_release(c);
+			} else if (c->state == VD_CLOSED) {
+				vd_release(c);
+			}
+		}
+		if (pthread_tryjoin_np(th, NULL) == 0)
+			break;
+	}
+	t0 = now() - t0;
+	check(d, "setup-host");
+	devtest_free(t);
+	free(d);
+	if (h.ok != nconnect) {
+		fprintf(stderr, "vsock-bench: %d of %d host connects got OK\n",
+			h.ok, nconnect);
+		exit(1);
+	}
+	return nconnect / t0;
+}
+
+int main(int argc, char **argv)
+{
+	double base1, base8, r;
+	int opt;
+
+	while ((opt = getopt(argc, argv, "s:n:")) != -1) {
+		switch (opt) {
+		case 's':
+			total = (size_t)strtoul(optarg, NULL, 10) << 20;
+			break;
+		case 'n':
+			nconnect = atoi(optarg);
+			break;
+		default:
+			fprintf(stderr, "usage: vsock-bench [-s MiB] [-n CONNECTS]\n");
+			return 2;
+		}
+	}
+	if (total < (8u << 20) || nconnect < 1) {
+		fprintf(stderr, "vsock-bench: -s >= 8, -n >= 1\n");
+		return 2;
+	}
+	snprintf(dir, sizeof(dir), "/tmp/smvmm-vsock-bench-XXXXXX");
+	if (!mkdtemp(dir))
+		die("mkdtemp");
+	snprintf(uds, sizeof(uds), "%s/v.sock", dir);
+
+	printf("virtio-vsock through smvmm-virtio-vsock.so (driver model, "
+	       "threaded) vs AF_UNIX socketpair; %zu MiB per run\n\n",
+	       total >> 20);
+	printf("%-14s %14s %14s %8s\n", "scenario", "vsock", "baseline",
+	       "ratio");
+	base1 = socketpair_copy(1);
+	base8 = socketpair_copy(8);
+	r = vsock_copy(1, true);
+	printf("%-14s %9.0f MiB/s %9.0f MiB/s %7.2fx\n", "g2h-1", r / 1048576,
+	       base1 / 1048576, r / base1);
+	r = vsock_copy(1, false);
+	printf("%-14s %9.0f MiB/s %9.0f MiB/s %7.2fx\n", "h2g-1", r / 1048576,
+	       base1 / 1048576, r / base1);
+	r = vsock_copy(8, true);
+	printf("%-14s %9.0f MiB/s %9.0f MiB/s %7.2fx\n", "g2h-8", r / 1048576,
+	       base8 / 1048576, r / base8);
+	r = vsock_copy(8, false);
+	printf("%-14s %9.0f MiB/s %9.0f MiB/s %7.2fx\n", "h2g-8", r / 1048576,
+	       base8 / 1048576, r / base8);
+	base1 = unix_setup_rate();
+	r = vsock_setup_guest();
+	printf("%-14s %11.0f /s %11.0f /s %7.2fx\n", "setup-guest", r, base1,
+	       r / base1);
+	r = vsock_setup_host();
+	printf("%-14s %11.0f /s %11.0f /s %7.2fx\n", "setup-host", r, base1,
+	       r / base1);
+
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd))
+		return 1;
+	return 0;
+}
