@@ -86,7 +86,8 @@
 #define VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS 15
 #define VHOST_USER_PROTOCOL_F_STATUS 16
 
-/* What this back-end offers. */
+/* What this back-end offers (CONFIG only when the device has config
+ * space). */
 #define VHOST_USER_PROTOCOL_FEATURES                                  \
 	((1ull << VHOST_USER_PROTOCOL_F_MQ) |                          \
 	 (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK) |                   \

@@ -14,7 +14,7 @@ JOBS=$(nproc)
 
 PKGS=(build-essential cmake pkg-config libinih-dev libzstd-dev libarchive-dev
       check acpica-tools busybox-static qemu-system-x86 cpio xz-utils
-      socat zstd kmod)
+      socat zstd kmod e2fsprogs fio)
 
 deps() {
 	local missing=()

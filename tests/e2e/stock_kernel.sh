@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # label: kvm
+# run_serial: yes  (two guests at ~100% CPU for ~70 s: no other test beside them)
 # SPDX-License-Identifier: MIT
 #
 # Debian's stock kernel as real input: boot configs/debian.ini's machine
@@ -22,7 +23,7 @@
 # Both modes check the early lines.
 #
 # Env: SMVMM_BUILD_DIR, SMVMM_SOURCE_DIR (set by ctest);
-#   STOCK_TIMEOUT   seconds per run (default 90; early mode takes ~70 s on
+#   STOCK_TIMEOUT   seconds per run (default 300; early mode takes ~70 s on
 #                   kvm_pvm)
 #   STOCK_MODE      full|early: override the /proc/cpuinfo choice
 #   STOCK_VMM=qemu  run QEMU's microvm (-enable-kvm, OEM id forced to SMVMM)
@@ -35,7 +36,7 @@ set -uo pipefail
 SRC=${SMVMM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${SMVMM_BUILD_DIR:-$SRC/build}
 SMVMM=$BUILD/smvmm
-TIMEOUT=${STOCK_TIMEOUT:-90}
+TIMEOUT=${STOCK_TIMEOUT:-300}
 VMM=${STOCK_VMM:-smvmm}
 MEM_MIB=256
 OEM=SMVMM
