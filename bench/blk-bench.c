@@ -3,7 +3,7 @@
  * blk-bench: virtio-blk through the driver model vs plain pread/pwrite.
  *
  *   blk-bench [-f FILE] [-s MiB] [-t SECONDS] [-q QD] [-j IOTHREADS]
- *             [-c writeback|none|unsafe] [-p PLUGIN_DIR]
+ *             [-c writeback|none|unsafe] [-w WORKLOADS] [-p PLUGIN_DIR]
  *
  * On one image file (created, fully allocated, default 256 MiB) it runs
  * four workloads twice, first on the host, then through the plugin:
@@ -20,6 +20,9 @@
  *         interrupts), a driver keeping QD requests (default 32) in flight
  *         on one queue, re-filling the ring with every batch of completions
  *         and kicking once per batch (the way Linux's blk-mq driver does).
+ *
+ * -w runs only the workloads whose names contain one of the comma-separated
+ * words (-w randread, -w rand,seqwrite); default all.
  *
  * Every completion's status byte is checked; a non-OK status aborts.  It
  * prints one line per workload with both results and plugin/host.
@@ -47,6 +50,31 @@ static unsigned int qd = 32;
 static const char *iothreads = "4";
 static const char *cache = "writeback";
 static const char *plugin_dir;
+static const char *only; /* -w */
+
+/* Is workload `name` selected by -w (comma-separated substrings)? */
+static bool selected(const char *name)
+{
+	const char *p = only;
+
+	if (!p || !*p)
+		return true;
+	while (*p) {
+		size_t n = strcspn(p, ",");
+		char word[64];
+
+		if (n && n < sizeof(word)) {
+			memcpy(word, p, n);
+			word[n] = '\0';
+			if (strstr(name, word))
+				return true;
+		}
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+	return false;
+}
 
 static double now(void)
 {
@@ -260,7 +288,7 @@ int main(int argc, char **argv)
 	char defpath[4096];
 	int c;
 
-	while ((c = getopt(argc, argv, "f:s:t:q:j:c:p:h")) != -1) {
+	while ((c = getopt(argc, argv, "f:s:t:q:j:c:w:p:h")) != -1) {
 		switch (c) {
 		case 'f': path = optarg; break;
 		case 's': file_size = strtoull(optarg, NULL, 0) << 20; break;
@@ -268,11 +296,13 @@ int main(int argc, char **argv)
 		case 'q': qd = (unsigned int)atoi(optarg); break;
 		case 'j': iothreads = optarg; break;
 		case 'c': cache = optarg; break;
+		case 'w': only = optarg; break;
 		case 'p': plugin_dir = optarg; break;
 		default:
 			fprintf(stderr, "usage: blk-bench [-f FILE] [-s MiB] "
 					"[-t SECONDS] [-q QD] [-j IOTHREADS] "
-					"[-c CACHE] [-p PLUGIN_DIR]\n");
+					"[-c CACHE] [-w WORKLOADS] "
+					"[-p PLUGIN_DIR]\n");
 			return 2;
 		}
 	}
@@ -292,9 +322,14 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(loads) / sizeof(loads[0]); i++) {
 		const struct workload *w = &loads[i];
 		uint64_t hops, pops;
-		double h = host_run(w, &hops), p = plugin_run(w, &pops);
+		double h, p, scale;
 		bool mb = w->bs >= (1 << 20);
-		double scale = mb ? w->bs / 1e6 : 1.0;
+
+		if (!selected(w->name))
+			continue;
+		h = host_run(w, &hops);
+		p = plugin_run(w, &pops);
+		scale = mb ? w->bs / 1e6 : 1.0;
 
 		printf("%-14s %10.0f %-3s %10.0f %-3s %7.2f\n", w->name,
 		       h * scale, mb ? "MB/s" : "IOPS", p * scale,

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -38,6 +39,40 @@
 static char dir[64], uds[96];
 static size_t total = 256u << 20;
 static int nconnect = 2000;
+static int repeat = 1;
+static const char *only; /* -t: comma-separated scenario names */
+
+static bool wanted(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (!only)
+		return true;
+	for (const char *p = only; *p;) {
+		const char *e = strchr(p, ',');
+		size_t l = e ? (size_t)(e - p) : strlen(p);
+
+		if (l == n && !memcmp(p, name, n))
+			return true;
+		if (!e)
+			break;
+		p = e + 1;
+	}
+	return false;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
 
 static double now(void)
 {
@@ -46,6 +81,19 @@ static double now(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
+
+/* CPU seconds (user + system) of the whole process so far. */
+static double cpu_now(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* CPUs busy during the last timed copy (cpu seconds / wall seconds). */
+static double last_cpus;
 
 static void die(const char *what)
 {
@@ -114,7 +162,7 @@ static double socketpair_copy(int nconn)
 			.write = true };
 	struct io r = { .n = nconn, .per_fd = total / (size_t)nconn };
 	pthread_t tw, tr;
-	double t0;
+	double t0, c0;
 
 	for (int i = 0; i < nconn; i++) {
 		int sv[2];
@@ -124,12 +172,14 @@ static double socketpair_copy(int nconn)
 		w.fd[i] = sv[0];
 		r.fd[i] = sv[1];
 	}
+	c0 = cpu_now();
 	t0 = now();
 	pthread_create(&tw, NULL, io_thread, &w);
 	pthread_create(&tr, NULL, io_thread, &r);
 	pthread_join(tw, NULL);
 	pthread_join(tr, NULL);
 	t0 = now() - t0;
+	last_cpus = (cpu_now() - c0) / t0;
 	for (int i = 0; i < nconn; i++) {
 		close(w.fd[i]);
 		close(r.fd[i]);
@@ -252,7 +302,7 @@ static double vsock_copy(int nconn, bool g2h)
 			.write = !g2h };
 	pthread_t th;
 	int lfd;
-	double t0;
+	double t0, c0;
 	size_t sent[8] = { 0 }, per = total / (size_t)nconn;
 
 	snprintf(path, sizeof(path), "%s_%d", uds, 1000);
@@ -266,10 +316,15 @@ static double vsock_copy(int nconn, bool g2h)
 		h.fd[i] = accept(lfd, NULL, NULL);
 	}
 	memset(app, 0xa5, sizeof(app));
+	/* h2g: the "application" reads every received byte out of the rx
+	 * buffers into its own buffer, as recv() does in a guest kernel. */
+	d->sink = g2h ? NULL : app;
+	d->sink_len = sizeof(app);
+	c0 = cpu_now();
 	t0 = now();
 	pthread_create(&th, NULL, io_thread, &h);
 	for (;;) {
-		bool done = true;
+		bool done = true, progress = false;
 
 		for (int i = 0; i < nconn; i++) {
 			if (g2h) {
@@ -277,8 +332,11 @@ static double vsock_copy(int nconn, bool g2h)
 					size_t want = per - sent[i] < CHUNK
 							      ? per - sent[i]
 							      : CHUNK;
-					sent[i] += vd_send_data(
+					uint32_t n = vd_send_data(
 						d, c[i], app, (uint32_t)want);
+
+					sent[i] += n;
+					progress |= n > 0;
 					done = false;
 				}
 			} else if (c[i]->rx_bytes < per) {
@@ -287,11 +345,17 @@ static double vsock_copy(int nconn, bool g2h)
 		}
 		if (done)
 			break;
-		vd_pump(d, 0);
+		/* Sleep on the interrupt only when blocked (no credit or
+		 * nothing received), as a guest's sender/receiver does. */
+		if (progress)
+			vd_poll(d);
+		else
+			vd_pump(d, 0);
 		check(d, g2h ? "guest->host" : "host->guest");
 	}
 	pthread_join(th, NULL); /* g2h: the host has read everything */
 	t0 = now() - t0;
+	last_cpus = (cpu_now() - c0) / t0;
 	check(d, "copy");
 	for (int i = 0; i < nconn; i++)
 		close(h.fd[i]);
@@ -403,10 +467,10 @@ static double vsock_setup_host(void)
 
 int main(int argc, char **argv)
 {
-	double base1, base8, r;
+	double r;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "s:n:")) != -1) {
+	while ((opt = getopt(argc, argv, "s:n:r:t:")) != -1) {
 		switch (opt) {
 		case 's':
 			total = (size_t)strtoul(optarg, NULL, 10) << 20;
@@ -414,13 +478,20 @@ int main(int argc, char **argv)
 		case 'n':
 			nconnect = atoi(optarg);
 			break;
+		case 'r':
+			repeat = atoi(optarg);
+			break;
+		case 't':
+			only = optarg;
+			break;
 		default:
-			fprintf(stderr, "usage: vsock-bench [-s MiB] [-n CONNECTS]\n");
+			fprintf(stderr, "usage: vsock-bench [-s MiB] [-n CONNECTS] "
+				"[-r REPEAT] [-t SCENARIO,...]\n");
 			return 2;
 		}
 	}
-	if (total < (8u << 20) || nconnect < 1) {
-		fprintf(stderr, "vsock-bench: -s >= 8, -n >= 1\n");
+	if (total < (8u << 20) || nconnect < 1 || repeat < 1 || repeat > 99) {
+		fprintf(stderr, "vsock-bench: -s >= 8, -n >= 1, -r 1..99\n");
 		return 2;
 	}
 	snprintf(dir, sizeof(dir), "/tmp/smvmm-vsock-bench-XXXXXX");
@@ -429,31 +500,55 @@ int main(int argc, char **argv)
 	snprintf(uds, sizeof(uds), "%s/v.sock", dir);
 
 	printf("virtio-vsock through smvmm-virtio-vsock.so (driver model, "
-	       "threaded) vs AF_UNIX socketpair; %zu MiB per run\n\n",
-	       total >> 20);
+	       "threaded) vs AF_UNIX socketpair; %zu MiB per run, %s of %d\n\n",
+	       total >> 20, repeat > 1 ? "median" : "one run", repeat);
 	printf("%-14s %14s %14s %8s\n", "scenario", "vsock", "baseline",
 	       "ratio");
-	base1 = socketpair_copy(1);
-	base8 = socketpair_copy(8);
-	r = vsock_copy(1, true);
-	printf("%-14s %9.0f MiB/s %9.0f MiB/s %7.2fx\n", "g2h-1", r / 1048576,
-	       base1 / 1048576, r / base1);
-	r = vsock_copy(1, false);
-	printf("%-14s %9.0f MiB/s %9.0f MiB/s %7.2fx\n", "h2g-1", r / 1048576,
-	       base1 / 1048576, r / base1);
-	r = vsock_copy(8, true);
-	printf("%-14s %9.0f MiB/s %9.0f MiB/s %7.2fx\n", "g2h-8", r / 1048576,
-	       base8 / 1048576, r / base8);
-	r = vsock_copy(8, false);
-	printf("%-14s %9.0f MiB/s %9.0f MiB/s %7.2fx\n", "h2g-8", r / 1048576,
-	       base8 / 1048576, r / base8);
-	base1 = unix_setup_rate();
-	r = vsock_setup_guest();
-	printf("%-14s %11.0f /s %11.0f /s %7.2fx\n", "setup-guest", r, base1,
-	       r / base1);
-	r = vsock_setup_host();
-	printf("%-14s %11.0f /s %11.0f /s %7.2fx\n", "setup-host", r, base1,
-	       r / base1);
+	static const struct {
+		const char *name;
+		int nconn;
+		bool g2h;
+	} copies[] = {
+		{ "g2h-1", 1, true }, { "h2g-1", 1, false },
+		{ "g2h-8", 8, true }, { "h2g-8", 8, false },
+	};
+	for (size_t s = 0; s < sizeof(copies) / sizeof(copies[0]); s++) {
+		double vs[repeat], bs[repeat], ratio[repeat];
+		double vc[repeat], bc[repeat];
+
+		if (!wanted(copies[s].name))
+			continue;
+		/* Interleaved, so both see the same machine load. */
+		for (int i = 0; i < repeat; i++) {
+			bs[i] = socketpair_copy(copies[s].nconn);
+			bc[i] = last_cpus;
+			vs[i] = vsock_copy(copies[s].nconn, copies[s].g2h);
+			vc[i] = last_cpus;
+			ratio[i] = vs[i] / bs[i];
+		}
+		r = median(ratio, repeat);
+		printf("%-14s %9.0f MiB/s %9.0f MiB/s %7.2fx   cpus %.2f / %.2f\n",
+		       copies[s].name, median(vs, repeat) / 1048576,
+		       median(bs, repeat) / 1048576, r, median(vc, repeat),
+		       median(bc, repeat));
+		fflush(stdout);
+	}
+	for (int k = 0; k < 2; k++) {
+		const char *name = k ? "setup-host" : "setup-guest";
+		double vs[repeat], bs[repeat], ratio[repeat];
+
+		if (!wanted(name))
+			continue;
+		for (int i = 0; i < repeat; i++) {
+			bs[i] = unix_setup_rate();
+			vs[i] = k ? vsock_setup_host() : vsock_setup_guest();
+			ratio[i] = vs[i] / bs[i];
+		}
+		r = median(ratio, repeat);
+		printf("%-14s %11.0f /s %11.0f /s %7.2fx\n", name,
+		       median(vs, repeat), median(bs, repeat), r);
+		fflush(stdout);
+	}
 
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);

@@ -11,11 +11,21 @@
  *   - tx queue: VD_TX_SLOTS buffers of header + up to 64 KiB payload, as a
  *     two-descriptor chain (header, payload);
  *   - event queue: one buffer; TRANSPORT_RESET events are counted;
- *   - features: everything but EVENT_IDX (used_event is never moved);
+ *   - features: everything the device offers, EVENT_IDX included (§2.7.10),
+ *     used as Linux does: kicks only when the device asked for one
+ *     (avail_event, devtest_kick_if_needed), and interrupts only while the
+ *     driver sleeps in vd_pump (used_event is set to the used index just
+ *     before sleeping, and left behind while the driver is busy polling,
+ *     like a NAPI-style driver with callbacks disabled);
  *   - credit (§5.10.6.3): the guest advertises buf_alloc per connection and
  *     its fwd_cnt (bytes the "application" consumed); a connection with
  *     consume == false holds received bytes (credit exhaustion tests) until
- *     vd_consume().  vd_send_data() never exceeds the device's credit.
+ *     vd_consume().  With consume == true the "application" reads what a
+ *     vd_poll() batch delivered right after it (recv() calls of up to
+ *     64 KiB).  CREDIT_UPDATE follows Linux's rule
+ *     (virtio_transport_stream_do_dequeue): when fwd_cnt moved and either
+ *     the peer's view of free space is below 64 KiB or the receive queue
+ *     is empty.  vd_send_data() never exceeds the device's credit.
  *     A device that sends beyond the guest's credit is counted in
  *     vd->violations (tests assert 0).
  *
@@ -81,6 +91,7 @@ struct vd_conn {
 	/* send side (guest -> host) */
 	uint32_t peer_buf_alloc, peer_fwd_cnt, tx_cnt;
 	uint32_t credit_requests_rx, credit_updates_rx;
+	bool pending;               /* in vdrv.pend: consume after the batch */
 };
 
 struct vdrv {
@@ -105,6 +116,11 @@ struct vdrv {
 	bool threaded;
 	bool rx_kick_pending;
 	bool nosum;                 /* benchmarks: skip the checksum */
+	struct vd_conn *pend[VD_MAX_CONNS]; /* received data to consume */
+	unsigned int npend;
+	uint8_t *sink;              /* benchmarks: received payload is copied
+				       here (what recv() does), if set */
+	size_t sink_len;
 };
 
 static inline uint64_t vd_fnv(uint64_t h, const uint8_t *p, size_t n)
@@ -141,7 +157,7 @@ static inline int vd_post_event(struct vdrv *d)
 
 	if (head < 0)
 		return head;
-	devtest_kick(d->t, VD_Q_EVENT);
+	devtest_kick_if_needed(d->t, VD_Q_EVENT);
 	return 0;
 }
 
@@ -154,10 +170,7 @@ static inline int vd_init(struct vdrv *d, struct devtest *t, uint64_t cid)
 	d->t = t;
 	d->cid = cid;
 	d->next_port = 50000;
-	/* Without EVENT_IDX: this driver never moves used_event, so with it
-	 * the device would (rightly) stop interrupting. */
-	rc = devtest_init_device(t, DEVTEST_FEATURES_ALL &
-					    ~(1ULL << VIRTIO_F_EVENT_IDX));
+	rc = devtest_init_device(t, DEVTEST_FEATURES_ALL);
 	if (rc)
 		return rc;
 	for (int i = 0; i < VD_RX_BUFS; i++) {
@@ -182,7 +195,11 @@ static inline int vd_init(struct vdrv *d, struct devtest *t, uint64_t cid)
 	}
 	devtest_kick(t, VD_Q_RX);
 	d->rx_kick_pending = false;
-	return vd_post_event(d);
+	rc = devtest_submit_buf(t, VD_Q_EVENT, d->ev_gpa, 8, true);
+	if (rc < 0)
+		return rc;
+	devtest_kick(t, VD_Q_EVENT);
+	return 0;
 }
 
 static inline struct vd_conn *vd_find(struct vdrv *d, uint32_t lport,
@@ -227,23 +244,41 @@ static inline void vd_release(struct vd_conn *c)
 
 static inline int vd_poll(struct vdrv *d);
 
+/*
+ * Ask for an interrupt at the next used buffer of every queue (§2.7.10:
+ * used_event = the used index now), then a full barrier: the device
+ * publishes used->idx, barriers and reads used_event, so either it sees
+ * ours or our next vd_poll() sees its buffer (Linux virtqueue_enable_cb).
+ */
+static inline void vd_arm_irq(struct vdrv *d)
+{
+	for (uint16_t q = VD_Q_RX; q <= VD_Q_EVENT; q++)
+		devtest_set_used_event(d->t, q, devtest_used_idx(d->t, q));
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
 /* Run the device a little: I/O (sync mode) or wait for an interrupt. */
 static inline void vd_pump(struct vdrv *d, int ms)
 {
 	if (d->rx_kick_pending) {
 		d->rx_kick_pending = false;
-		devtest_kick(d->t, VD_Q_RX);
+		devtest_kick_if_needed(d->t, VD_Q_RX);
 	}
 	if (!d->threaded) {
 		devtest_run_io(d->t, ms);
 	} else {
 		uint64_t seen = devtest_irq_count(d->t);
 
-		/* Sleep on the interrupt when nothing is pending (a used
-		 * buffer seen before the count was read is not lost: the
-		 * count is read first). */
-		if (vd_poll(d) == 0)
-			devtest_wait_irq(d->t, seen, ms > 0 ? ms * 1000 : 200);
+		/* Sleep on the interrupt when nothing is pending.  The count
+		 * is read before interrupts are enabled and the queues are
+		 * looked at again, so a buffer used meanwhile either shows
+		 * up in that vd_poll() or raises the count. */
+		if (vd_poll(d) == 0) {
+			vd_arm_irq(d);
+			if (vd_poll(d) == 0)
+				devtest_wait_irq(d->t, seen,
+						 ms > 0 ? ms * 1000 : 200);
+		}
 	}
 	vd_poll(d);
 }
@@ -290,7 +325,7 @@ static inline int vd_send(struct vdrv *d, struct vd_conn *c, uint16_t op,
 	c->fwd_sent = c->fwd_cnt;
 	if (op == VD_OP_RW)
 		c->tx_cnt += len;
-	devtest_kick(d->t, VD_Q_TX);
+	devtest_kick_if_needed(d->t, VD_Q_TX);
 	return 0;
 }
 
@@ -323,7 +358,7 @@ static inline int vd_send_raw(struct vdrv *d, const struct vd_hdr *h,
 	d->tx_busy[slot] = true;
 	d->tx_free--;
 	d->tx_of_head[head] = slot;
-	devtest_kick(d->t, VD_Q_TX);
+	devtest_kick_if_needed(d->t, VD_Q_TX);
 	return 0;
 }
 
@@ -335,15 +370,22 @@ static inline uint32_t vd_tx_credit(const struct vd_conn *c)
 					      : c->peer_buf_alloc - in_flight;
 }
 
-/* The application consumed n held bytes; advertise when it matters. */
+/*
+ * The application consumed n held bytes; advertise when it matters, with
+ * Linux's rule (virtio_transport_stream_do_dequeue): fwd_cnt moved since
+ * the last header and the peer's view of our free space is below one
+ * packet, or nothing is left to read.
+ */
 static inline void vd_consume(struct vdrv *d, struct vd_conn *c, uint32_t n)
 {
+	uint32_t delta;
+
 	if (n > c->held)
 		n = c->held;
 	c->held -= n;
 	c->fwd_cnt += n;
-	if (c->fwd_cnt - c->fwd_sent >= c->buf_alloc / 2 ||
-	    (c->held == 0 && c->fwd_cnt != c->fwd_sent))
+	delta = c->fwd_cnt - c->fwd_sent;
+	if (delta && (c->buf_alloc - delta < VD_MAX_PKT || c->held == 0))
 		vd_send(d, c, VD_OP_CREDIT_UPDATE, 0, NULL, 0);
 }
 
@@ -431,14 +473,19 @@ static inline void vd_rx_packet(struct vdrv *d, const uint8_t *buf,
 		}
 		if (!d->nosum)
 			c->rx_sum = vd_fnv(c->rx_sum, buf + VD_HDR, h.len);
+		if (d->sink)
+			memcpy(d->sink, buf + VD_HDR,
+			       h.len < d->sink_len ? h.len : d->sink_len);
 		if (c->cap && c->cap_len + h.len <= c->cap_size) {
 			memcpy(c->cap + c->cap_len, buf + VD_HDR, h.len);
 			c->cap_len += h.len;
 		}
 		c->rx_bytes += h.len;
 		c->held += h.len;
-		if (c->consume)
-			vd_consume(d, c, h.len);
+		if (c->consume && !c->pending && d->npend < VD_MAX_CONNS) {
+			c->pending = true;
+			d->pend[d->npend++] = c;
+		}
 		break;
 	case VD_OP_CREDIT_UPDATE:
 		c->credit_updates_rx++;
@@ -483,6 +530,21 @@ static inline int vd_poll(struct vdrv *d)
 		vd_violation(d, devtest_error(d->t));
 		return rc;
 	}
+	/* The application reads what this batch delivered (recv() calls of
+	 * up to 64 KiB), which may send CREDIT_UPDATEs. */
+	while (d->npend) {
+		struct vd_conn *c = d->pend[--d->npend];
+
+		c->pending = false;
+		if (c->state != VD_OPEN) {
+			/* Reset in the same batch: no updates any more. */
+			c->fwd_cnt += c->held;
+			c->held = 0;
+		}
+		while (c->held && c->consume)
+			vd_consume(d, c, c->held < VD_MAX_PKT ? c->held
+							      : VD_MAX_PKT);
+	}
 	while ((rc = devtest_poll_used(d->t, VD_Q_EVENT, &id, &len)) == 1) {
 		uint32_t ev;
 
@@ -496,7 +558,7 @@ static inline int vd_poll(struct vdrv *d)
 	}
 	if (d->rx_kick_pending) {
 		d->rx_kick_pending = false;
-		devtest_kick(d->t, VD_Q_RX);
+		devtest_kick_if_needed(d->t, VD_Q_RX);
 	}
 	return rc < 0 ? rc : n;
 }
