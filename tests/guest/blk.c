@@ -59,33 +59,11 @@ static struct {
 
 static bool parse_num(const char *s, size_t n, u64 max, long long *out)
 {
-	u64 x = 0;
-	unsigned base = 10;
+	u64 v;
 
-	if (n > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
-		base = 16;
-		s += 2;
-		n -= 2;
-	}
-	if (!n)
+	if (!probe_parse_u64(s, n, max, &v))
 		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		unsigned d;
-
-		if (c >= '0' && c <= '9')
-			d = (unsigned)(c - '0');
-		else if (base == 16 && c >= 'a' && c <= 'f')
-			d = (unsigned)(c - 'a' + 10);
-		else if (base == 16 && c >= 'A' && c <= 'F')
-			d = (unsigned)(c - 'A' + 10);
-		else
-			return false;
-		if (x > (max - d) / base)
-			return false;
-		x = x * base + d;
-	}
-	*out = (long long)x;
+	*out = (long long)v;
 	return true;
 }
 

@@ -13,7 +13,7 @@ static struct e820_entry map[E820_MAX];
 static int nmap;
 
 /* ---- command line ---- */
-static bool parse_u64(const char *s, size_t n, u64 *v)
+bool probe_parse_u64(const char *s, size_t n, u64 max, u64 *v)
 {
 	u64 x = 0;
 	unsigned base = 10;
@@ -36,7 +36,7 @@ static bool parse_u64(const char *s, size_t n, u64 *v)
 			d = c - 'A' + 10;
 		else
 			return false;
-		if (x > (~0ull - d) / base)
+		if (x > (max - d) / base)
 			return false;
 		x = x * base + d;
 	}
@@ -48,7 +48,7 @@ static bool parse_int(const char *s, size_t n, u64 lo, u64 hi, int *out)
 {
 	u64 v;
 
-	if (!parse_u64(s, n, &v) || v < lo || v > hi)
+	if (!probe_parse_u64(s, n, ~0ull, &v) || v < lo || v > hi)
 		return false;
 	*out = (int)v;
 	return true;
@@ -67,8 +67,8 @@ static bool parse_mmio(const char *s, size_t n)
 		}
 		u64 base, irq;
 		if (!colon || colon < i || opts.nmmio >= MAX_VDEVS ||
-		    !parse_u64(s + i, colon - i, &base) ||
-		    !parse_u64(s + colon + 1, j - colon - 1, &irq) ||
+		    !probe_parse_u64(s + i, colon - i, ~0ull, &base) ||
+		    !probe_parse_u64(s + colon + 1, j - colon - 1, ~0ull, &irq) ||
 		    irq > 0xffffffffull)
 			return false;
 		opts.mmio[opts.nmmio].base = base;

@@ -282,6 +282,12 @@ void virtio_probe_all(void);
  * it is not its option or the value is bad; <dev>_summary prints the
  * device-count checks after all devices were driven.
  */
+/*
+ * probe_parse_u64: the n characters at s as a decimal or 0x-hex number no
+ * larger than max; false for anything else (empty, junk, overflow).
+ */
+bool probe_parse_u64(const char *s, size_t n, u64 max, u64 *v);
+
 struct vdev;
 void drive_blk(struct vdev *d, int idx);
 bool blk_option(const char *key, size_t klen, const char *val, size_t vlen);

@@ -518,45 +518,28 @@ out:
 	guest_alloc_release(mark);
 }
 
-static bool parse_u64(const char *s, size_t n, u64 max, u64 *out)
-{
-	u64 v = 0;
-
-	if (!n || n > 20)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-		v = v * 10 + (u64)(s[i] - '0');
-		if (v > max)
-			return false;
-	}
-	*out = v;
-	return true;
-}
-
 bool vsock_option(const char *key, size_t klen, const char *val, size_t vlen)
 {
 	u64 v;
 #define VKEY(k) (klen == sizeof(k) - 1 && !strncmp(key, k, klen))
 	if (VKEY("vsock")) {
-		if (!parse_u64(val, vlen, MAX_VDEVS, &v))
+		if (!probe_parse_u64(val, vlen, MAX_VDEVS, &v))
 			return false;
 		vopt.expect = (int)v;
 	} else if (VKEY("vsock_cid")) {
-		if (!parse_u64(val, vlen, 0xfffffffeull, &v) || v < 3)
+		if (!probe_parse_u64(val, vlen, 0xfffffffeull, &v) || v < 3)
 			return false;
 		vopt.cid = v;
 	} else if (VKEY("vsock_port")) {
-		if (!parse_u64(val, vlen, 0xfffffffeull, &v) || !v)
+		if (!probe_parse_u64(val, vlen, 0xfffffffeull, &v) || !v)
 			return false;
 		vopt.port = (u32)v;
 	} else if (VKEY("vsock_listen")) {
-		if (!parse_u64(val, vlen, 0xfffffffeull, &v) || !v)
+		if (!probe_parse_u64(val, vlen, 0xfffffffeull, &v) || !v)
 			return false;
 		vopt.listen = (u32)v;
 	} else if (VKEY("vsock_bytes")) {
-		if (!parse_u64(val, vlen, 16u << 20, &v) || !v)
+		if (!probe_parse_u64(val, vlen, 16u << 20, &v) || !v)
 			return false;
 		vopt.bytes = (u32)v;
 	} else {
