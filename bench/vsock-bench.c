@@ -5,16 +5,26 @@
  * mode: a real I/O thread and ioeventfds), side by side with a plain AF_UNIX
  * socketpair moving the same data, in one run.  Built and run by bench/vsock.
  *
- *   vsock-bench [-s MiB] [-n CONNECTS]
+ *   vsock-bench [-s MiB] [-n CONNECTS] [-r REPEAT] [-t SCENARIO,...] [-B|-b]
  *
- * Scenarios (the guest side is bench/vsock-driver.h: it copies application
- * data into tx buffers and consumes rx data in place, like a guest kernel):
+ * Scenarios (the guest side is bench/vsock-driver.h, doing per byte what a
+ * Linux guest does: the sender copies application data into tx buffers, the
+ * receiver copies rx payload out into an application buffer, as recv()
+ * does; kicks and interrupts go through the transport, with EVENT_IDX):
  *   g2h-1 / h2g-1   one connection, guest->host / host->guest
  *   g2h-8 / h2g-8   eight connections at once (same total)
  *   setup-guest     guest connect (REQUEST/RESPONSE, host accept) + RST
  *   setup-host      host connect + "CONNECT <port>\n" + "OK" + close
  * Baselines: the same bytes through socketpair(AF_UNIX, SOCK_STREAM) between
  * two threads (1 and 8 pairs); connect/accept/close on an AF_UNIX listener.
+ * Like for like: the same total bytes, 64 KiB application writes/reads, and
+ * one sending and one receiving application thread on each side (the host
+ * end of the vsock runs exactly the baseline's io_thread); the vsock side
+ * additionally has the I/O thread, as the VMM does.
+ *
+ * -r N repeats each scenario N times (baseline and vsock interleaved, so
+ * both see the same machine load) and prints medians; -t picks scenarios;
+ * -B / -b run only vsock / only the baseline (profiling).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -40,6 +50,8 @@ static char dir[64], uds[96];
 static size_t total = 256u << 20;
 static int nconnect = 2000;
 static int repeat = 1;
+static bool no_baseline; /* -B: vsock only (for profiling) */
+static bool no_vsock;    /* -b: baseline only (for profiling) */
 static const char *only; /* -t: comma-separated scenario names */
 
 static bool wanted(const char *name)
@@ -92,7 +104,12 @@ static double cpu_now(void)
 	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
-/* CPUs busy during the last timed copy (cpu seconds / wall seconds). */
+/*
+ * CPUs busy during the last timed copy (cpu seconds / wall seconds); the
+ * copies print it as CPU microseconds per MiB moved ("cpu-vsock",
+ * "cpu-base"), which depends less on other load of the machine than
+ * throughput does.
+ */
 static double last_cpus;
 
 static void die(const char *what)
@@ -320,6 +337,7 @@ static double vsock_copy(int nconn, bool g2h)
 	 * buffers into its own buffer, as recv() does in a guest kernel. */
 	d->sink = g2h ? NULL : app;
 	d->sink_len = sizeof(app);
+	d->irq_timeouts = d->rx_packets = 0;
 	c0 = cpu_now();
 	t0 = now();
 	pthread_create(&th, NULL, io_thread, &h);
@@ -356,6 +374,11 @@ static double vsock_copy(int nconn, bool g2h)
 	pthread_join(th, NULL); /* g2h: the host has read everything */
 	t0 = now() - t0;
 	last_cpus = (cpu_now() - c0) / t0;
+	if (getenv("VSOCK_BENCH_DEBUG"))
+		fprintf(stderr, "vsock_copy(%d, %s): %.3f s, %u irq timeouts, "
+			"%u rx packets, %u credit requests, %u updates\n", nconn,
+			g2h ? "g2h" : "h2g", t0, d->irq_timeouts, d->rx_packets,
+			c[0]->credit_requests_rx, c[0]->credit_updates_rx);
 	check(d, "copy");
 	for (int i = 0; i < nconn; i++)
 		close(h.fd[i]);
@@ -470,7 +493,7 @@ int main(int argc, char **argv)
 	double r;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "s:n:r:t:")) != -1) {
+	while ((opt = getopt(argc, argv, "s:n:r:t:Bb")) != -1) {
 		switch (opt) {
 		case 's':
 			total = (size_t)strtoul(optarg, NULL, 10) << 20;
@@ -484,9 +507,15 @@ int main(int argc, char **argv)
 		case 't':
 			only = optarg;
 			break;
+		case 'B':
+			no_baseline = true;
+			break;
+		case 'b':
+			no_vsock = true;
+			break;
 		default:
 			fprintf(stderr, "usage: vsock-bench [-s MiB] [-n CONNECTS] "
-				"[-r REPEAT] [-t SCENARIO,...]\n");
+				"[-r REPEAT] [-t SCENARIO,...] [-B|-b]\n");
 			return 2;
 		}
 	}
@@ -502,8 +531,8 @@ int main(int argc, char **argv)
 	printf("virtio-vsock through smvmm-virtio-vsock.so (driver model, "
 	       "threaded) vs AF_UNIX socketpair; %zu MiB per run, %s of %d\n\n",
 	       total >> 20, repeat > 1 ? "median" : "one run", repeat);
-	printf("%-14s %14s %14s %8s\n", "scenario", "vsock", "baseline",
-	       "ratio");
+	printf("%-14s %14s %14s %8s %9s %9s\n", "scenario", "vsock",
+	       "baseline", "ratio", "cpu-vsock", "cpu-base");
 	static const struct {
 		const char *name;
 		int nconn;
@@ -520,14 +549,17 @@ int main(int argc, char **argv)
 			continue;
 		/* Interleaved, so both see the same machine load. */
 		for (int i = 0; i < repeat; i++) {
-			bs[i] = socketpair_copy(copies[s].nconn);
-			bc[i] = last_cpus;
-			vs[i] = vsock_copy(copies[s].nconn, copies[s].g2h);
-			vc[i] = last_cpus;
+			last_cpus = 0;
+			bs[i] = no_baseline ? 1 : socketpair_copy(copies[s].nconn);
+			bc[i] = last_cpus / bs[i] * 1048576 * 1e6;
+			last_cpus = 0;
+			vs[i] = no_vsock ? 1 : vsock_copy(copies[s].nconn,
+							     copies[s].g2h);
+			vc[i] = last_cpus / vs[i] * 1048576 * 1e6;
 			ratio[i] = vs[i] / bs[i];
 		}
 		r = median(ratio, repeat);
-		printf("%-14s %9.0f MiB/s %9.0f MiB/s %7.2fx   cpus %.2f / %.2f\n",
+		printf("%-14s %9.0f MiB/s %9.0f MiB/s %7.2fx %9.0f %9.0f\n",
 		       copies[s].name, median(vs, repeat) / 1048576,
 		       median(bs, repeat) / 1048576, r, median(vc, repeat),
 		       median(bc, repeat));

@@ -50,7 +50,10 @@
 #define VD_Q_EVENT 2
 #define VD_HDR 44
 #define VD_MAX_PKT (64u * 1024)
-#define VD_RX_BUFS 128
+/* 16 x 64 KiB = 1 MiB of rx buffers (a Linux guest posts 128 x 4 KiB):
+ * plenty for a 256 KiB credit window, and the device fills them in ring
+ * order, so a larger set only spreads the copies over more cold memory. */
+#define VD_RX_BUFS 16
 #define VD_RX_BUF_LEN (VD_HDR + VD_MAX_PKT)
 #define VD_TX_SLOTS 64
 #define VD_MAX_CONNS 1100
@@ -112,6 +115,7 @@ struct vdrv {
 	unsigned int violations;    /* device broke the protocol */
 	unsigned int rst_unknown;   /* RSTs for no connection */
 	unsigned int rx_packets;
+	unsigned int irq_timeouts;  /* vd_pump slept its whole timeout */
 	char why[256];              /* first violation */
 	bool threaded;
 	bool rx_kick_pending;
@@ -275,9 +279,10 @@ static inline void vd_pump(struct vdrv *d, int ms)
 		 * up in that vd_poll() or raises the count. */
 		if (vd_poll(d) == 0) {
 			vd_arm_irq(d);
-			if (vd_poll(d) == 0)
-				devtest_wait_irq(d->t, seen,
-						 ms > 0 ? ms * 1000 : 200);
+			if (vd_poll(d) == 0 &&
+			    devtest_wait_irq(d->t, seen,
+					     ms > 0 ? ms * 1000 : 200000))
+				d->irq_timeouts++;
 		}
 	}
 	vd_poll(d);

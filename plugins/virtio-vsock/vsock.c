@@ -118,6 +118,8 @@ enum {
 #define VSOCK_CONN_BUF (256u * 1024)     /* our buf_alloc per connection */
 #define VSOCK_MAX_PKT (64u * 1024)       /* payload per packet, both ways */
 #define VSOCK_RX_BUDGET (256u * 1024)    /* bytes per connection callback */
+#define VSOCK_SOCK_SNDBUF (256 * 1024)   /* SO_SNDBUF of host sockets */
+#define VSOCK_RX_BATCH 4                 /* rx buffers filled by one readv */
 #define VSOCK_TX_BUDGET 256u             /* tx packets per run */
 #define VSOCK_ORPHAN_RST_MAX 128u        /* RSTs for unknown connections */
 #define VSOCK_CONNECT_LINE_MAX 32u       /* "CONNECT 4294967295\n" + slack */
@@ -206,7 +208,9 @@ struct vsock {
 	bool warned_rx_chain, warned_tx_hdr, warned_cid, warned_type;
 	bool warned_op;
 
-	struct smvmm_chain *rx_spare; /* popped rx chain not used yet */
+	/* Popped rx chains not used yet (a stack; the top is used first). */
+	struct smvmm_chain *rx_spare[VSOCK_RX_BATCH];
+	unsigned int rx_nspare;
 
 	struct conn *hash[VSOCK_FD_HASH];
 	struct conn *all;            /* every live connection */
@@ -655,20 +659,19 @@ static uint32_t chain_write(const struct smvmm_chain *c, uint32_t off,
 
 /*
  * Describe `len` bytes at byte `off` of a part of the chain (readable:
- * segments [0, n_out), writable: [n_out, n_out + n_in)) as iovecs.
- * Returns the count; *got gets the bytes covered (less than len if the
- * segments run out or VSOCK_IOV_MAX is reached).
+ * segments [0, n_out), writable: [n_out, n_out + n_in)) as at most `max`
+ * iovecs.  Returns the count; *got gets the bytes covered (less than len if
+ * the segments run out or `max` is reached).
  */
 static int chain_iov(const struct smvmm_chain *c, bool writable, uint32_t off,
-		     uint32_t len, struct iovec *iov, uint32_t *got)
+		     uint32_t len, struct iovec *iov, int max, uint32_t *got)
 {
 	uint32_t first = writable ? c->n_out : 0;
 	uint32_t end = writable ? c->n_out + c->n_in : c->n_out;
 	uint32_t done = 0;
 	int n = 0;
 
-	for (uint32_t i = first; i < end && done < len && n < VSOCK_IOV_MAX;
-	     i++) {
+	for (uint32_t i = first; i < end && done < len && n < max; i++) {
 		size_t l = c->iov[i].iov_len;
 
 		if (off >= l) {
@@ -686,6 +689,23 @@ static int chain_iov(const struct smvmm_chain *c, bool writable, uint32_t off,
 	}
 	*got = done;
 	return n;
+}
+
+/*
+ * Host sockets get a send buffer of VSOCK_SOCK_SNDBUF (the kernel doubles
+ * it for its bookkeeping and caps it at net.core.wmem_max), larger than
+ * the credit window we give the guest (VSOCK_CONN_BUF): guest -> host data
+ * then nearly always goes from guest memory straight into the socket,
+ * instead of spilling into the connection's ring (one more copy, one more
+ * sendmsg and an EPOLLOUT watch) whenever the default ~208 KiB is full.
+ * Still bounded: at most this much in the kernel plus the ring per
+ * connection.  Best effort: a failure only costs speed.
+ */
+static void sock_tune(int fd)
+{
+	int v = VSOCK_SOCK_SNDBUF;
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
 }
 
 /* writev without SIGPIPE: a host peer that went away is an error return. */
@@ -716,6 +736,20 @@ static void rx_notify(struct vsock *v)
 	}
 }
 
+/* Keep a popped rx chain for the next rx_get (at most VSOCK_RX_BATCH). */
+static void rx_unget(struct vsock *v, struct smvmm_chain *ch)
+{
+	v->rx_spare[v->rx_nspare++] = ch;
+}
+
+/* Never complete a held chain after reset (§2.4); the core forgets
+ * in-flight heads.  Chains are single allocations (virtq.h). */
+static void rx_spare_drop(struct vsock *v)
+{
+	while (v->rx_nspare)
+		free(v->rx_spare[--v->rx_nspare]);
+}
+
 /*
  * rx_get: an rx chain able to hold a header, or NULL (queue empty: the
  * device is "starved" until the driver kicks the rx queue).
@@ -727,11 +761,8 @@ static struct smvmm_chain *rx_get(struct vsock *v)
 
 	if (!v->active || v->broken)
 		return NULL;
-	if (v->rx_spare) {
-		ch = v->rx_spare;
-		v->rx_spare = NULL;
-		return ch;
-	}
+	if (v->rx_nspare)
+		return v->rx_spare[--v->rx_nspare];
 	for (;;) {
 		ret = v->svc->vq_pop(v->h, VSOCK_Q_RX, &ch);
 		if (ret < 0) {
@@ -867,6 +898,12 @@ static bool ctl_flush(struct vsock *v)
 /*
  * Read host data into rx buffers (host -> guest, §5.10.6.3: only within the
  * guest's credit).  Called when the host socket is readable.
+ *
+ * One readv fills up to VSOCK_RX_BATCH rx buffers (each becomes one packet
+ * of at most VSOCK_MAX_PKT): fewer syscalls, and a read shorter than asked
+ * means the socket is empty (a stream recvmsg takes all queued bytes up to
+ * the size asked), so we stop there instead of a readv that says EAGAIN;
+ * the level-triggered watch calls us again when more arrives, or for EOF.
  */
 static void conn_rx(struct vsock *v, struct conn *c)
 {
@@ -876,11 +913,11 @@ static void conn_rx(struct vsock *v, struct conn *c)
 	       !c->guest_shut_rcv && !(c->ctl & (CTL_REQUEST | CTL_RESPONSE |
 						 CTL_RST))) {
 		struct iovec iov[VSOCK_IOV_MAX];
-		uint32_t credit = peer_credit(c), want, got;
-		struct smvmm_chain *ch;
-		struct vsock_hdr h;
+		struct smvmm_chain *chs[VSOCK_RX_BATCH];
+		uint32_t cap[VSOCK_RX_BATCH];
+		uint32_t credit = peer_credit(c), total = 0, left;
+		int nch = 0, niov = 0;
 		ssize_t n;
-		int niov;
 
 		if (!credit) {
 			/* Ask once; the guest's next CREDIT_UPDATE (or any
@@ -891,51 +928,84 @@ static void conn_rx(struct vsock *v, struct conn *c)
 			}
 			break;
 		}
-		ch = rx_get(v);
-		if (!ch)
-			break;
-		want = ch->in_len - VSOCK_HDR_LEN;
-		if (want > VSOCK_MAX_PKT)
-			want = VSOCK_MAX_PKT;
-		if (want > credit)
-			want = credit;
-		if (want > budget)
-			want = budget;
-		niov = chain_iov(ch, true, VSOCK_HDR_LEN, want, iov, &got);
-		if (!niov) {
-			/* Only a header fits: no data until the driver adds
-			 * bigger buffers (control packets still use it). */
-			v->rx_spare = ch;
-			v->rx_starved = true;
-			break;
-		}
-		n = readv(c->fd, iov, niov);
-		if (n < 0) {
-			v->rx_spare = ch;
-			if (errno == EAGAIN || errno == EINTR)
+		if (credit > budget)
+			credit = budget;
+		while (nch < VSOCK_RX_BATCH && total < credit &&
+		       niov < VSOCK_IOV_MAX) {
+			struct smvmm_chain *ch = rx_get(v);
+			uint32_t want, got;
+			int k;
+
+			if (!ch)
 				break;
-			v->svc->log(v->h, SMVMM_LOG_DEBUG,
-				    "connection %" PRIu32 ":%" PRIu32
-				    ": read: %s", c->host_port,
-				    c->guest_port, strerror(errno));
-			conn_kill(v, c, true);
-			return;
+			want = ch->in_len - VSOCK_HDR_LEN;
+			if (want > VSOCK_MAX_PKT)
+				want = VSOCK_MAX_PKT;
+			if (want > credit - total)
+				want = credit - total;
+			k = chain_iov(ch, true, VSOCK_HDR_LEN, want, iov + niov,
+				      VSOCK_IOV_MAX - niov, &got);
+			if (!k) {
+				/* Only a header fits: no data until the
+				 * driver adds bigger buffers (control
+				 * packets still use it). */
+				rx_unget(v, ch);
+				if (!nch)
+					v->rx_starved = true;
+				break;
+			}
+			chs[nch] = ch;
+			cap[nch++] = got;
+			niov += k;
+			total += got;
 		}
-		if (n == 0) {
+		if (!nch)
+			break;
+		n = readv(c->fd, iov, niov);
+		if (n <= 0) {
+			int err = n < 0 ? errno : 0;
+
+			while (nch)
+				rx_unget(v, chs[--nch]);
+			if (n < 0 && (err == EAGAIN || err == EINTR))
+				break;
+			if (n < 0) {
+				v->svc->log(v->h, SMVMM_LOG_DEBUG,
+					    "connection %" PRIu32 ":%" PRIu32
+					    ": read: %s", c->host_port,
+					    c->guest_port, strerror(err));
+				conn_kill(v, c, true);
+				return;
+			}
 			/* The host will send no more: SHUTDOWN(SEND), the
 			 * guest may still send (half-close). */
-			v->rx_spare = ch;
 			c->host_eof = true;
 			c->shut_flags = VSOCK_SHUTDOWN_SEND;
 			ctl_queue(v, c, CTL_SHUTDOWN);
 			break;
 		}
-		hdr_fill(v, c, &h, VSOCK_OP_RW, c->host_port, c->guest_port);
-		h.len = (uint32_t)n;
-		chain_write(ch, 0, &h, sizeof(h));
-		rx_push(v, ch, VSOCK_HDR_LEN + (uint32_t)n);
-		c->rx_cnt += (uint32_t)n;
+		left = (uint32_t)n;
+		for (int i = 0; i < nch; i++) {
+			uint32_t take = left < cap[i] ? left : cap[i];
+			struct vsock_hdr h;
+
+			if (!take) {
+				/* Unused: back, the first one on top. */
+				for (int k = nch - 1; k >= i; k--)
+					rx_unget(v, chs[k]);
+				break;
+			}
+			hdr_fill(v, c, &h, VSOCK_OP_RW, c->host_port,
+				 c->guest_port);
+			h.len = take;
+			chain_write(chs[i], 0, &h, sizeof(h));
+			rx_push(v, chs[i], VSOCK_HDR_LEN + take);
+			c->rx_cnt += take;
+			left -= take;
+		}
 		budget -= (uint32_t)n;
+		if ((uint32_t)n < total)
+			break; /* the socket is empty */
 	}
 	if (c->state == CONN_ESTABLISHED && c->host_eof &&
 	    c->guest_shut_send && !c->buf_len)
@@ -1272,6 +1342,7 @@ static void listen_cb(void *dev, int fd, uint32_t events)
 			close(cfd);
 			continue;
 		}
+		sock_tune(cfd);
 		c = conn_new(v, cfd, 0, 0, CONN_CONNECT_WAIT);
 		if (!c) {
 			close(cfd);
@@ -1298,6 +1369,7 @@ static int host_connect(struct vsock *v, uint32_t port)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
+	sock_tune(fd);
 	/* A Unix stream connect completes at once or fails (EAGAIN: the
 	 * listener's backlog is full; treated as refused). */
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
@@ -1357,7 +1429,8 @@ static void tx_rw(struct vsock *v, struct conn *c, const struct vsock_hdr *h,
 		conn_kill(v, c, true);
 		return;
 	}
-	niov = chain_iov(ch, false, VSOCK_HDR_LEN, h->len, iov, &got);
+	niov = chain_iov(ch, false, VSOCK_HDR_LEN, h->len, iov, VSOCK_IOV_MAX,
+			 &got);
 	if (got != h->len) {
 		/* More than VSOCK_IOV_MAX segments: copy the slow way. */
 		uint8_t *tmp = malloc(h->len);
@@ -1717,10 +1790,7 @@ static void vsock_reset(void *dev)
 	v->rx_starved = false;
 	v->tx_more = false;
 	v->rx_pushed = 0;
-	/* Never complete a held chain after reset (§2.4); the core forgets
-	 * in-flight heads.  Chains are single allocations (virtq.h). */
-	free(v->rx_spare);
-	v->rx_spare = NULL;
+	rx_spare_drop(v);
 	conns_detach_all(v);
 	if (v->zombies)
 		kick_later(v);
@@ -1829,8 +1899,7 @@ static void vsock_destroy(void *dev)
 	struct vsock *v = dev;
 	struct stat st;
 
-	free(v->rx_spare);
-	v->rx_spare = NULL;
+	rx_spare_drop(v);
 	conns_detach_all(v);
 	zombies_close(v);
 	if (v->listen_fd >= 0) {
