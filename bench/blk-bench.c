@@ -3,10 +3,11 @@
  * blk-bench: virtio-blk through the driver model vs plain pread/pwrite.
  *
  *   blk-bench [-f FILE] [-s MiB] [-t SECONDS] [-q QD] [-j IOTHREADS]
- *             [-c writeback|none|unsafe] [-w WORKLOADS] [-p PLUGIN_DIR]
+ *             [-c writeback|none|unsafe] [-w WORKLOADS] [-i SLICE]
+ *             [-p PLUGIN_DIR]
  *
  * On one image file (created, fully allocated, default 256 MiB) it runs
- * four workloads twice, first on the host, then through the plugin:
+ * four workloads, each on the host and through the plugin:
  *
  *   randread 4k   random 4 KiB-aligned reads        (IOPS)
  *   randwrite 4k  random 4 KiB-aligned writes       (IOPS)
@@ -20,6 +21,11 @@
  *         interrupts), a driver keeping QD requests (default 32) in flight
  *         on one queue, re-filling the ring with every batch of completions
  *         and kicking once per batch (the way Linux's blk-mq driver does).
+ *
+ * The two sides alternate in slices of -i SLICE seconds (default 0.5) until
+ * each had -t SECONDS (default 3), so that load from other processes on a
+ * shared machine hits both alike; the plugin device stays up across its
+ * slices and drains its queue (uncounted) at the end of each.
  *
  * -w runs only the workloads whose names contain one of the comma-separated
  * words (-w randread, -w rand,seqwrite); default all.
@@ -51,6 +57,7 @@ static const char *iothreads = "4";
 static const char *cache = "writeback";
 static const char *plugin_dir;
 static const char *only; /* -w */
+static double slice = 0.5; /* -i */
 
 /* Is workload `name` selected by -w (comma-separated substrings)? */
 static bool selected(const char *name)
@@ -150,38 +157,58 @@ static void make_file(void)
 	free(buf);
 }
 
-/* Operations per second on the host, one thread. */
-static double host_run(const struct workload *w, uint64_t *ops_out)
+/* The host side: one thread, pread/pwrite on its own fd. */
+struct host {
+	const struct workload *w;
+	int fd;
+	void *buf;
+	uint64_t seq;
+};
+
+static void host_open(struct host *hs, const struct workload *w)
 {
 	bool direct = !strcmp(cache, "none");
-	int fd = open(path, O_RDWR | (direct ? O_DIRECT : 0));
-	uint64_t seq = 0, ops = 0;
-	void *buf;
-	double t0, t;
 
-	if (fd < 0)
+	hs->w = w;
+	hs->seq = 0;
+	hs->fd = open(path, O_RDWR | (direct ? O_DIRECT : 0));
+	if (hs->fd < 0)
 		die("%s: %s", path, strerror(errno));
-	if (posix_memalign(&buf, 4096, w->bs))
+	if (posix_memalign(&hs->buf, 4096, w->bs))
 		die("out of memory");
-	memset(buf, 0x5a, w->bs);
-	t0 = now();
+	memset(hs->buf, 0x5a, w->bs);
+}
+
+/* Run for `secs`; adds operations and elapsed seconds. */
+static void host_slice(struct host *hs, double secs, uint64_t *ops,
+		       double *el)
+{
+	const struct workload *w = hs->w;
+	double t0 = now(), t;
+
 	do {
 		for (int i = 0; i < 64; i++) {
-			uint64_t off = next_off(w, &seq);
-			ssize_t n = w->write ? pwrite(fd, buf, w->bs, (off_t)off)
-					     : pread(fd, buf, w->bs, (off_t)off);
+			uint64_t off = next_off(w, &hs->seq);
+			ssize_t n = w->write
+					    ? pwrite(hs->fd, hs->buf, w->bs,
+						     (off_t)off)
+					    : pread(hs->fd, hs->buf, w->bs,
+						    (off_t)off);
 
 			if (n != (ssize_t)w->bs)
 				die("host %s: %s", w->name,
 				    n < 0 ? strerror(errno) : "short");
 		}
-		ops += 64;
+		*ops += 64;
 		t = now() - t0;
-	} while (t < seconds);
-	close(fd);
-	free(buf);
-	*ops_out = ops;
-	return (double)ops / t;
+	} while (t < secs);
+	*el += t;
+}
+
+static void host_close(struct host *hs)
+{
+	close(hs->fd);
+	free(hs->buf);
 }
 
 struct slot {
@@ -207,7 +234,16 @@ static void submit(struct devtest *t, const struct workload *w,
 		die("submit: %s", devtest_error(t));
 }
 
-static double plugin_run(const struct workload *w, uint64_t *ops_out)
+/* The plugin side: the device, its driver state. */
+struct plug {
+	const struct workload *w;
+	struct devtest *t;
+	struct slot *slots;
+	int head_slot[256];
+	uint64_t seq;
+};
+
+static void plug_open(struct plug *pl, const struct workload *w)
 {
 	char err[1024], pathkv[4200], iokv[64], cachekv[64];
 	const char *kv[] = { pathkv, iokv, cachekv, NULL };
@@ -217,12 +253,13 @@ static double plugin_run(const struct workload *w, uint64_t *ops_out)
 		.ram_size = ((uint64_t)qd * w->bs + (8 << 20)) * 2,
 		.plugin_dir = plugin_dir,
 	};
-	struct slot *slots = calloc(qd, sizeof(*slots));
-	int head_slot[256];
-	uint64_t seq = 0, ops = 0;
 	struct devtest *t;
-	double t0, el;
 
+	pl->w = w;
+	pl->seq = 0;
+	pl->slots = calloc(qd, sizeof(*pl->slots));
+	if (!pl->slots)
+		die("out of memory");
 	snprintf(pathkv, sizeof(pathkv), "path=%s", path);
 	snprintf(iokv, sizeof(iokv), "iothreads=%s", iothreads);
 	snprintf(cachekv, sizeof(cachekv), "cache=%s", cache);
@@ -234,17 +271,32 @@ static double plugin_run(const struct workload *w, uint64_t *ops_out)
 	if (devtest_init_device(t, (1ULL << 32) | (1ULL << 9)))
 		die("init: %s", devtest_error(t));
 	for (unsigned int i = 0; i < qd; i++) {
-		slots[i].hdr = devtest_alloc(t, 16, 16);
-		slots[i].status = devtest_alloc(t, 1, 1);
-		slots[i].data = devtest_alloc(t, w->bs, 4096);
-		if (!slots[i].data)
+		struct slot *s = &pl->slots[i];
+
+		s->hdr = devtest_alloc(t, 16, 16);
+		s->status = devtest_alloc(t, 1, 1);
+		s->data = devtest_alloc(t, w->bs, 4096);
+		if (!s->data)
 			die("fake RAM too small");
-		memset(devtest_gpa(t, slots[i].data, w->bs), 0xa5, w->bs);
+		memset(devtest_gpa(t, s->data, w->bs), 0xa5, w->bs);
 	}
-	t0 = now();
+	pl->t = t;
+}
+
+/*
+ * Keep QD requests in flight for `secs`, then drain (not counted); adds
+ * completed operations and the elapsed seconds up to the last refill.
+ */
+static void plug_slice(struct plug *pl, double secs, uint64_t *ops,
+		       double *el)
+{
+	const struct workload *w = pl->w;
+	struct devtest *t = pl->t;
+	double t0 = now(), e;
+
 	for (unsigned int i = 0; i < qd; i++) {
-		submit(t, w, &slots[i], &seq);
-		head_slot[slots[i].head] = (int)i;
+		submit(t, w, &pl->slots[i], &pl->seq);
+		pl->head_slot[pl->slots[i].head] = (int)i;
 	}
 	devtest_kick(t, 0);
 	do {
@@ -257,30 +309,39 @@ static double plugin_run(const struct workload *w, uint64_t *ops_out)
 		if (rc)
 			die("%s: %s", w->name, devtest_error(t));
 		do {
-			struct slot *s = &slots[head_slot[id]];
+			struct slot *s = &pl->slots[pl->head_slot[id]];
 			uint8_t st = *(uint8_t *)devtest_gpa(t, s->status, 1);
 
 			if (st != 0)
 				die("%s: status %u", w->name, st);
-			submit(t, w, s, &seq);
-			head_slot[s->head] = (int)(s - slots);
+			submit(t, w, s, &pl->seq);
+			pl->head_slot[s->head] = (int)(s - pl->slots);
 			done++;
 			rc = devtest_poll_used(t, 0, &id, NULL);
 		} while (rc == 1);
 		if (rc < 0)
 			die("%s: %s", w->name, devtest_error(t));
 		devtest_kick(t, 0);
-		ops += done;
-		el = now() - t0;
-	} while (el < seconds);
+		*ops += done;
+		e = now() - t0;
+	} while (e < secs);
+	*el += e;
 	/* Drain what is still in flight (not counted). */
-	while (devtest_inflight(t, 0))
-		if (devtest_wait_used(t, 0, 10000, NULL, NULL))
+	while (devtest_inflight(t, 0)) {
+		uint16_t id;
+
+		if (devtest_wait_used(t, 0, 10000, &id, NULL))
 			die("drain: %s", devtest_error(t));
-	devtest_free(t);
-	free(slots);
-	*ops_out = ops;
-	return (double)ops / el;
+		if (*(uint8_t *)devtest_gpa(t, pl->slots[pl->head_slot[id]]
+							.status, 1) != 0)
+			die("%s: bad status while draining", w->name);
+	}
+}
+
+static void plug_close(struct plug *pl)
+{
+	devtest_free(pl->t);
+	free(pl->slots);
 }
 
 int main(int argc, char **argv)
@@ -288,7 +349,7 @@ int main(int argc, char **argv)
 	char defpath[4096];
 	int c;
 
-	while ((c = getopt(argc, argv, "f:s:t:q:j:c:w:p:h")) != -1) {
+	while ((c = getopt(argc, argv, "f:s:t:q:j:c:w:i:p:h")) != -1) {
 		switch (c) {
 		case 'f': path = optarg; break;
 		case 's': file_size = strtoull(optarg, NULL, 0) << 20; break;
@@ -297,38 +358,54 @@ int main(int argc, char **argv)
 		case 'j': iothreads = optarg; break;
 		case 'c': cache = optarg; break;
 		case 'w': only = optarg; break;
+		case 'i': slice = atof(optarg); break;
 		case 'p': plugin_dir = optarg; break;
 		default:
 			fprintf(stderr, "usage: blk-bench [-f FILE] [-s MiB] "
 					"[-t SECONDS] [-q QD] [-j IOTHREADS] "
-					"[-c CACHE] [-w WORKLOADS] "
+					"[-c CACHE] [-w WORKLOADS] [-i SLICE] "
 					"[-p PLUGIN_DIR]\n");
 			return 2;
 		}
 	}
-	if (qd < 1 || qd > 128 || file_size < (16 << 20) || seconds <= 0)
-		die("bad arguments (qd 1..128, size >= 16 MiB)");
+	if (qd < 1 || qd > 128 || file_size < (16 << 20) || seconds <= 0 ||
+	    slice <= 0)
+		die("bad arguments (qd 1..128, size >= 16 MiB, times > 0)");
 	if (!path) {
 		snprintf(defpath, sizeof(defpath), "%s/smvmm-bench-blk.img",
 			 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
 		path = defpath;
 	}
 	make_file();
-	printf("# image %s, %" PRIu64 " MiB, cache=%s, %.1f s per run, "
-	       "plugin QD %u, %s I/O threads; host: 1 thread pread/pwrite\n",
-	       path, file_size >> 20, cache, seconds, qd, iothreads);
+	printf("# image %s, %" PRIu64 " MiB, cache=%s, %.1f s per side in "
+	       "%.2f s slices, plugin QD %u, %s I/O threads; host: 1 thread "
+	       "pread/pwrite\n", path, file_size >> 20, cache, seconds, slice,
+	       qd, iothreads);
 	printf("%-14s %14s %14s %7s\n", "workload", "host", "plugin",
 	       "ratio");
 	for (size_t i = 0; i < sizeof(loads) / sizeof(loads[0]); i++) {
 		const struct workload *w = &loads[i];
-		uint64_t hops, pops;
-		double h, p, scale;
+		uint64_t hops = 0, pops = 0;
+		double hel = 0, pel = 0, h, p, scale;
 		bool mb = w->bs >= (1 << 20);
+		unsigned int n = (unsigned int)(seconds / slice + 0.5);
+		struct host hs;
+		struct plug pl;
 
 		if (!selected(w->name))
 			continue;
-		h = host_run(w, &hops);
-		p = plugin_run(w, &pops);
+		/* Host and plugin alternate in slices: load from other
+		 * processes on a shared machine hits both alike. */
+		host_open(&hs, w);
+		plug_open(&pl, w);
+		for (unsigned int k = 0; k < (n ? n : 1); k++) {
+			host_slice(&hs, seconds / (n ? n : 1), &hops, &hel);
+			plug_slice(&pl, seconds / (n ? n : 1), &pops, &pel);
+		}
+		plug_close(&pl);
+		host_close(&hs);
+		h = (double)hops / hel;
+		p = (double)pops / pel;
 		scale = mb ? w->bs / 1e6 : 1.0;
 
 		printf("%-14s %10.0f %-3s %10.0f %-3s %7.2f\n", w->name,

@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1634,6 +1636,325 @@ START_TEST(test_random_qd32)
 }
 END_TEST
 
+/* ---- the inline fast path (page-cache hits on the I/O thread) ------------ */
+
+/* Does the image's file system take RWF_NOWAIT reads?  (tmpfs does not:
+ * then every read goes to the workers and only correctness is checked.) */
+static bool nowait_reads(void)
+{
+	char b[512];
+	struct iovec v = { .iov_base = b, .iov_len = sizeof(b) };
+	int fd = open(img, O_RDONLY);
+	ssize_t n;
+
+	ck_assert_int_ge(fd, 0);
+	n = preadv2(fd, &v, 1, 0, RWF_NOWAIT);
+	close(fd);
+	if (n < 0 && errno == EOPNOTSUPP) {
+		fprintf(stderr, "test_blk: %s: no RWF_NOWAIT reads; fast-path "
+				"checks skipped\n", img);
+		return false;
+	}
+	return true;
+}
+
+/* Is the image page holding byte `off` in the page cache (mincore)? */
+static bool resident(uint64_t off)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	int fd = open(img, O_RDONLY);
+	unsigned char v = 0;
+	void *m;
+
+	ck_assert_int_ge(fd, 0);
+	m = mmap(NULL, (size_t)pg, PROT_READ, MAP_SHARED, fd,
+		 (off_t)(off & ~(uint64_t)(pg - 1)));
+	ck_assert(m != MAP_FAILED);
+	ck_assert_int_eq(mincore(m, (size_t)pg, &v), 0);
+	munmap(m, (size_t)pg);
+	close(fd);
+	return v & 1;
+}
+
+/* Drop the image from the page cache (written back first: DONTNEED keeps
+ * dirty pages). */
+static void evict_image(void)
+{
+	int fd = open(img, O_RDWR);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(fdatasync(fd), 0);
+	ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	close(fd);
+}
+
+/* Bring the one page at `off` into the page cache, no readahead. */
+static void cache_page(uint64_t off)
+{
+	uint8_t buf[4096];
+	int fd = open(img, O_RDONLY);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM), 0);
+	ck_assert_int_eq(pread(fd, buf, sizeof(buf), (off_t)off),
+			 (ssize_t)sizeof(buf));
+	close(fd);
+}
+
+/* A read of the lens[0..n) bytes at gpa (consecutive), at `sector`, the
+ * data split over n descriptors. */
+static int submit_split_read(struct devtest *t, uint64_t sector, uint64_t gpa,
+			     const uint32_t *lens, int n, uint64_t *status)
+{
+	uint64_t hdr = devtest_alloc(t, 16, 8);
+	uint8_t *h = devtest_gpa(t, hdr, 16);
+	uint64_t le_sector = htole64(sector);
+	int head;
+
+	*status = devtest_alloc(t, 1, 1);
+	ck_assert(hdr && *status);
+	memset(h, 0, 16); /* type IN = 0 */
+	memcpy(h + 8, &le_sector, 8);
+	*(uint8_t *)devtest_gpa(t, *status, 1) = S_NONE;
+	ck_assert_int_eq(devtest_chain_begin(t, 0, 0), 0);
+	ck_assert_int_ge(devtest_chain_add(t, hdr, 16, false), 0);
+	for (int i = 0; i < n; i++) {
+		ck_assert_int_ge(devtest_chain_add(t, gpa, lens[i], true), 0);
+		gpa += lens[i];
+	}
+	ck_assert_int_ge(devtest_chain_add(t, *status, 1, true), 0);
+	head = devtest_chain_submit(t);
+	ck_assert_msg(head >= 0, "submit: %s", devtest_error(t));
+	return head;
+}
+
+/* The data at gpa is the image's pattern `seed` at byte `off`. */
+static bool gpa_is_pattern(struct devtest *t, uint64_t gpa, uint64_t off,
+			   uint32_t len, unsigned int seed)
+{
+	const uint8_t *p = devtest_gpa(t, gpa, len);
+
+	for (uint32_t i = 0; i < len; i++)
+		if (p[i] != pat(off + i, seed))
+			return false;
+	return true;
+}
+
+/*
+ * Page-cache hits complete on the I/O thread, inside queue_notify: in
+ * synchronous mode the used ring is complete when the kick returns, with
+ * one interrupt for the whole batch.  Beyond the per-call budget and for
+ * large requests the workers take over; everything reads the right bytes.
+ */
+START_TEST(test_inline_reads)
+{
+	struct devtest_opts o = { .ram_size = 16 << 20, .queue_size = 256 };
+	const uint32_t split[] = { 1000, 2000, 1096 }; /* 4096 */
+	struct devtest *t;
+	uint64_t buf, irq0;
+	struct {
+		int head;
+		uint64_t st, data, sector;
+		uint32_t len;
+	} r[200];
+	bool fast;
+
+	make_image(IMG_SECTORS * SECTOR * 4, 31); /* 4 MiB, in the cache */
+	fast = nowait_reads();
+	t = blk_new(NULL, &o);
+	/* No EVENT_IDX: every vq_notify is an interrupt, so they count. */
+	ck_assert_int_eq(devtest_init_device(t, F_VERSION_1 | F_FLUSH |
+						F_INDIRECT), 0);
+	buf = devtest_alloc(t, 200 * 4096, 4096);
+	ck_assert(buf);
+
+	/* 16 reads in one kick: plain, split over 3 descriptors, a sector
+	 * not page-aligned, the last sector, zero-length. */
+	for (int i = 0; i < 16; i++) {
+		r[i].data = buf + 4096u * (uint64_t)i;
+		r[i].sector = (uint64_t)i * 61 + 3;
+		r[i].len = 4096;
+		if (i == 14) {
+			r[i].sector = IMG_SECTORS * 4 - 1;
+			r[i].len = SECTOR;
+		}
+		if (i == 15)
+			r[i].len = 0;
+		if (i % 4 == 1) {
+			r[i].head = submit_split_read(t, r[i].sector,
+						      r[i].data, split, 3,
+						      &r[i].st);
+		} else {
+			struct rq q = { .type = T_IN, .sector = r[i].sector,
+					.data = r[i].len ? r[i].data : 0,
+					.len = r[i].len, .data_write = true };
+
+			r[i].head = submit(t, &q, &r[i].st);
+		}
+	}
+	irq0 = devtest_irq_count(t);
+	devtest_kick(t, 0);
+	if (fast) {
+		ck_assert_uint_eq(devtest_used_idx(t, 0), 16);
+		ck_assert_uint_eq(devtest_irq_count(t), irq0 + 1);
+	}
+	for (int n = 0; n < 16; n++) {
+		uint32_t len;
+		uint16_t id;
+		int i, rc = devtest_wait_used(t, 0, 5000, &id, &len);
+
+		ck_assert_msg(rc == 0, "%s", devtest_error(t));
+		for (i = 0; i < 16 && r[i].head != id; i++)
+			;
+		ck_assert_int_lt(i, 16);
+		ck_assert_uint_eq(*(uint8_t *)devtest_gpa(t, r[i].st, 1), S_OK);
+		ck_assert_uint_eq(len, r[i].len + 1);
+		ck_assert_msg(gpa_is_pattern(t, r[i].data, r[i].sector * SECTOR,
+					     r[i].len, 31), "read %d", i);
+	}
+	devtest_alloc_release(t, devtest_alloc_mark(t));
+
+	/* 200 reads of 4 KiB (indirect: one ring descriptor each) in one
+	 * kick, more than one call does inline (128): the first 128 are
+	 * done when the kick returns, the rest by the workers; plus a
+	 * 128 KiB read, never inline. */
+	for (int i = 0; i < 200; i++) {
+		struct rq q = { .type = T_IN, .data_write = true,
+				.flags = DEVTEST_CHAIN_INDIRECT };
+
+		r[i].data = buf + 4096u * (uint64_t)i;
+		r[i].sector = (uint64_t)(i * 37 % 1000) * 8 + (uint64_t)i % 8;
+		r[i].len = 4096;
+		memset(devtest_gpa(t, r[i].data, 4096), 0, 4096);
+		q.sector = r[i].sector;
+		q.data = r[i].data;
+		q.len = r[i].len;
+		r[i].head = submit(t, &q, &r[i].st);
+	}
+	devtest_kick(t, 0);
+	if (fast)
+		ck_assert_uint_ge(devtest_used_idx(t, 0), 16 + 128);
+	for (int n = 0; n < 200; n++) {
+		uint16_t id;
+		int i, rc = devtest_wait_used(t, 0, 5000, &id, NULL);
+
+		ck_assert_msg(rc == 0, "%s", devtest_error(t));
+		for (i = 0; i < 200 && r[i].head != id; i++)
+			;
+		ck_assert_int_lt(i, 200);
+		ck_assert_uint_eq(*(uint8_t *)devtest_gpa(t, r[i].st, 1), S_OK);
+		ck_assert_msg(gpa_is_pattern(t, r[i].data, r[i].sector * SECTOR,
+					     4096, 31), "read %d", i);
+		r[i].head = -1;
+	}
+	memset(devtest_gpa(t, buf, 128 << 10), 0, 128 << 10);
+	ck_assert_int_eq(rw(t, T_IN, 1000, buf, 128 << 10), S_OK);
+	ck_assert(gpa_is_pattern(t, buf, 1000 * SECTOR, 128 << 10, 31));
+	ck_assert(!(devtest_status(t) & VIRTIO_STATUS_NEEDS_RESET));
+	devtest_free(t);
+	unmake_image();
+}
+END_TEST
+
+/*
+ * Page-cache misses: RWF_NOWAIT gives EAGAIN and the worker does the whole
+ * read; a read whose first page is cached and second is not comes back
+ * short from the inline attempt and the worker must continue at the short
+ * offset, inside a descriptor (the split is not page-aligned).
+ */
+START_TEST(test_inline_misses_and_short_reads)
+{
+	const uint32_t split[] = { 1000, 5000, 2192 }; /* 8192 */
+	struct devtest_opts o = { .ram_size = 8 << 20 };
+	struct devtest *t;
+	uint64_t buf;
+	bool evictable;
+
+	make_image(IMG_SECTORS * SECTOR * 4, 32);
+	(void)nowait_reads();
+	t = blk_new(NULL, &o);
+	ck_assert_int_eq(devtest_init_device(t, DEVTEST_FEATURES_ALL), 0);
+	buf = devtest_alloc(t, 64 << 10, 4096);
+
+	evict_image();
+	evictable = !resident(0) && !resident(12288);
+	if (!evictable)
+		fprintf(stderr, "test_blk: %s: the page cache keeps the image "
+				"(tmpfs?); miss paths not provoked\n", img);
+	/* Whole miss: 16 KiB from sector 0 (EAGAIN, then the worker). */
+	ck_assert_int_eq(rw(t, T_IN, 0, buf, 16384), S_OK);
+	ck_assert(gpa_is_pattern(t, buf, 0, 16384, 32));
+
+	/* Several rounds of short reads at fresh offsets: page P cached,
+	 * page P + 1 not. */
+	for (int round = 0; round < 8; round++) {
+		uint64_t off = (uint64_t)(100 + round * 16) * 4096;
+		struct devtest_mark m = devtest_alloc_mark(t);
+		uint64_t st;
+		uint32_t len;
+		uint16_t id;
+		int head;
+
+		evict_image();
+		cache_page(off);
+		if (evictable)
+			ck_assert_msg(resident(off) && !resident(off + 4096),
+				      "page cache setup: %d %d",
+				      resident(off), resident(off + 4096));
+		memset(devtest_gpa(t, buf, 8192), 0, 8192);
+		head = submit_split_read(t, off / SECTOR, buf, split, 3, &st);
+		devtest_kick(t, 0);
+		ck_assert_int_eq(devtest_wait_used(t, 0, 5000, &id, &len), 0);
+		ck_assert_int_eq(id, head);
+		ck_assert_uint_eq(*(uint8_t *)devtest_gpa(t, st, 1), S_OK);
+		ck_assert_uint_eq(len, 8193);
+		ck_assert_msg(gpa_is_pattern(t, buf, off, 8192, 32),
+			      "round %d", round);
+		devtest_alloc_release(t, m);
+	}
+
+	/* Reads at QD 16 on an evicted image (readahead makes some of
+	 * them hits): a mix of inline hits and worker misses. */
+	evict_image();
+	for (int round = 0; round < 4; round++) {
+		struct devtest_mark m = devtest_alloc_mark(t);
+		uint64_t st[16];
+		int head[16];
+
+		for (int i = 0; i < 16; i++) {
+			struct rq q = { .type = T_IN, .data_write = true,
+					.sector = (uint64_t)(i * 97 + round) %
+						  1000 * 8,
+					.data = buf + 4096u * (uint64_t)i,
+					.len = 4096 };
+
+			memset(devtest_gpa(t, q.data, 4096), 0, 4096);
+			head[i] = submit(t, &q, &st[i]);
+		}
+		devtest_kick(t, 0);
+		for (int n = 0; n < 16; n++) {
+			uint16_t id;
+			int i;
+
+			ck_assert_int_eq(devtest_wait_used(t, 0, 5000, &id,
+							   NULL), 0);
+			for (i = 0; i < 16 && head[i] != id; i++)
+				;
+			ck_assert_int_lt(i, 16);
+			ck_assert_uint_eq(*(uint8_t *)devtest_gpa(t, st[i], 1),
+					  S_OK);
+			ck_assert(gpa_is_pattern(t, buf + 4096u * (uint64_t)i,
+						 (uint64_t)(i * 97 + round) %
+							 1000 * 8 * SECTOR,
+						 4096, 32));
+		}
+		devtest_alloc_release(t, m);
+	}
+	devtest_free(t);
+	unmake_image();
+}
+END_TEST
+
 START_TEST(test_two_devices_two_images)
 {
 	struct devtest *a, *b;
@@ -1703,6 +2024,8 @@ static Suite *blk_suite(void)
 	tcase_add_test(tc, test_reset_in_flight);
 	tcase_add_test(tc, test_random_qd32);
 	tcase_add_test(tc, test_two_devices_two_images);
+	tcase_add_test(tc, test_inline_reads);
+	tcase_add_test(tc, test_inline_misses_and_short_reads);
 	suite_add_tcase(s, tc);
 	return s;
 }
