@@ -75,7 +75,13 @@ int loader_load(const char *type, enum smvmm_plugin_kind kind,
 		const struct loader_search *s, struct smvmm_plugin *p,
 		char *err, size_t errlen);
 
-/* loader_close: dlclose and free; *p is zeroed. */
+/*
+ * loader_close: dlclose and free; *p is zeroed.  Only after every instance
+ * made with the plugin is destroyed (device_destroy / destroy_vm): those
+ * join the plugin's threads, and no code of the plugin may run once it is
+ * unloaded.  (The KVM backend is linked -z nodelete because its vCPU kick
+ * signal handler stays installed for the process.)  Main thread.
+ */
 void loader_close(struct smvmm_plugin *p);
 
 #endif

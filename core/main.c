@@ -203,7 +203,7 @@ int main(int argc, char **argv)
 	bool check = false, is_stdio;
 	struct vm *vm = NULL;
 	char err[1024];
-	sigset_t set;
+	sigset_t set, oldset;
 	int c, rc, status, serial_fd;
 
 	if (argc > 1 && strcmp(argv[1], "vhost-user") == 0)
@@ -249,6 +249,21 @@ int main(int argc, char **argv)
 		fprintf(stderr, "smvmm: %s\n", err);
 		return 1;
 	}
+	/*
+	 * Termination signals are taken by the main thread's signalfd; block
+	 * them before any thread exists so every other thread inherits the
+	 * mask: vm_new already runs plugins' create(), which may start worker
+	 * threads (virtio-blk does), and the vCPU and I/O threads come later.
+	 * A thread with them unblocked would take a SIGTERM itself and die of
+	 * its default action, skipping the clean shutdown.
+	 */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGQUIT);
+	pthread_sigmask(SIG_BLOCK, &set, &oldset);
+
 	rc = vm_new(&m, &vm, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "smvmm: %s\n", err);
@@ -256,6 +271,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (check || acpi_dir) {
+		/* Nothing to shut down cleanly: a signal ends us as usual. */
+		pthread_sigmask(SIG_SETMASK, &oldset, NULL);
 		status = 0;
 		if (check) {
 			vm_print_plan(vm, stdout);
@@ -287,16 +304,6 @@ int main(int argc, char **argv)
 		machine_free(&m);
 		return 1;
 	}
-	/*
-	 * Termination signals are taken by the main thread's signalfd; block
-	 * them before any thread exists so vCPU and I/O threads inherit it.
-	 */
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGQUIT);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
 	rc = vm_start(vm, serial_fd, err, sizeof(err));

@@ -73,6 +73,15 @@
  */
 #define VU_RING_MAX_MIN 1024
 
+/*
+ * Mappings replaced by SET_MEM_TABLE while the plugin may still hold chains
+ * into them stay mapped until the device is reset (plugin.h: a plugin owns
+ * its chains, and may fill them, until reset()).  At most this many; a
+ * front-end that changes the table more often than that while buffers are
+ * held gets an error.
+ */
+#define VU_MAX_RETIRED (4 * VHOST_USER_MAX_REGIONS)
+
 struct vu_ring {
 	struct vu_server *srv;
 	uint16_t index;
@@ -127,6 +136,12 @@ struct vu_server {
 	bool slave_fail_logged;
 
 	struct vu_ring ring[SMVMM_MAX_QUEUES];
+
+	/* Old memory tables kept for chains the plugin still holds (main
+	 * thread); unmapped once the device is reset. */
+	struct vu_map retired[VU_MAX_RETIRED];
+	unsigned int nretired;
+	bool chains_left;       /* a ring stopped with chains still held */
 };
 
 /* One message as received: header, payload, passed fds. */
@@ -526,6 +541,8 @@ static uint16_t ring_drain(struct vu_server *s, struct vu_ring *r)
 	virtq_reset(&hq->vq);
 	pthread_mutex_unlock(&hq->lock);
 	if (left)
+		s->chains_left = true; /* their buffers stay mapped */
+	if (left)
 		vu_log(s, SMVMM_LOG_DEBUG,
 		       "ring %u stopped with %u chain(s) still held by the "
 		       "device; they will be offered again", r->index, left);
@@ -576,6 +593,9 @@ static void device_stop(struct vu_server *s)
 	pthread_mutex_unlock(&h->lock);
 	device_reset(h); /* ops->reset, then every queue; takes h->lock */
 	s->plugin_features_ok = false;
+	/* reset() dropped every chain: old tables can go now. */
+	unmap_all(s->retired, &s->nretired);
+	s->chains_left = false;
 }
 
 static bool any_started(struct vu_server *s)
@@ -1021,6 +1041,12 @@ static int h_set_mem_table(struct vu_server *s, struct vu_msg *m)
 	rc = want_fds(s, m, m->p.mem.nregions);
 	if (rc)
 		return rc;
+	if (s->nretired + s->nmap > VU_MAX_RETIRED) {
+		vu_log(s, SMVMM_LOG_ERROR,
+		       "SET_MEM_TABLE: the table changed too often while the "
+		       "device holds buffers of old ones; reset the device");
+		return -EBUSY;
+	}
 
 	/* Map and check everything first: a bad table changes nothing. */
 	gmem_init(&ng);
@@ -1060,7 +1086,16 @@ static int h_set_mem_table(struct vu_server *s, struct vu_msg *m)
 	}
 
 	pthread_mutex_lock(&h->lock);
-	unmap_all(s->map, &s->nmap);
+	if (s->chains_left) {
+		/* The plugin may still write into chains of the old table:
+		 * keep it mapped until the device is reset. */
+		memcpy(s->retired + s->nretired, s->map,
+		       s->nmap * sizeof(s->map[0]));
+		s->nretired += s->nmap;
+		s->nmap = 0;
+	} else {
+		unmap_all(s->map, &s->nmap);
+	}
 	memcpy(s->map, nmap, n * sizeof(nmap[0]));
 	s->nmap = n;
 	s->mem = ng;
@@ -1757,6 +1792,7 @@ void vu_server_free(struct vu_server *s)
 		evloop_stop(&s->loop);
 	evloop_destroy(&s->loop);
 	unmap_all(s->map, &s->nmap);
+	unmap_all(s->retired, &s->nretired);
 	for (unsigned int q = 0; q < SMVMM_MAX_QUEUES; q++) {
 		close_fd(&s->ring[q].call_fd);
 		close_fd(&s->ring[q].err_fd);
@@ -1774,5 +1810,11 @@ struct smvmm_host *vu_server_host(struct vu_server *s)
 
 unsigned int vu_server_mapped(struct vu_server *s)
 {
-	return s->nmap;
+	unsigned int n;
+
+	/* The serving thread changes the table under h.lock. */
+	pthread_mutex_lock(&s->h.lock);
+	n = s->nmap;
+	pthread_mutex_unlock(&s->h.lock);
+	return n;
 }

@@ -320,9 +320,16 @@ void vmmio_queue_notify(struct vmmio *t, uint16_t q)
 	ok = h->q[q].vq.ready && !h->q[q].vq.broken;
 	pthread_mutex_unlock(&h->q[q].lock);
 	if (ok) {
+		/*
+		 * Not activated yet: remember the kick even when DRIVER_OK is
+		 * already in Status.  driver_ok() sets that bit before it takes
+		 * h->lock to activate, so a kick the I/O thread handles in
+		 * between must be kept for activate to deliver.  If activate
+		 * fails, do_reset() forgets it.
+		 */
 		if (__atomic_load_n(&t->activated, __ATOMIC_ACQUIRE))
 			h->ops->queue_notify(h->dev, q);
-		else if (!(status_load(t) & VIRTIO_STATUS_DRIVER_OK))
+		else
 			t->early_kicks |= 1ULL << q;
 	}
 	pthread_mutex_unlock(&h->lock);

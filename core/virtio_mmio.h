@@ -109,7 +109,7 @@ struct vmmio {
 	bool activated;             /* ops->activate succeeded (atomic) */
 	uint64_t ioevent_mask;      /* queues assigned through `ioevent` */
 	uint32_t logged;            /* oddities already logged (atomic) */
-	uint64_t early_kicks;       /* QueueNotify before DRIVER_OK: delivered
+	uint64_t early_kicks;       /* QueueNotify before activation: delivered
 				       right after activate (h->lock) */
 };
 
@@ -148,9 +148,11 @@ void vmmio_access(void *t, uint64_t offset, uint8_t *data, uint32_t len,
 /*
  * vmmio_queue_notify: deliver a kick for queue q to the plugin (under the
  * device lock), if the device is activated (DRIVER_OK accepted) and the
- * queue is ready and not broken.  A kick that arrives before DRIVER_OK for a
- * ready queue is remembered and delivered right after activate (§3.1.1 says
- * the driver should not send it; losing it would hang the driver).  I/O
+ * queue is ready and not broken.  A kick for a ready queue that arrives
+ * before the device is activated (before DRIVER_OK, or while the DRIVER_OK
+ * write is still on its way to activate) is remembered and delivered right
+ * after activate succeeds (§3.1.1 says the driver should not send it before
+ * DRIVER_OK; losing it would hang the driver); a reset forgets it.  I/O
  * thread (ioeventfd) or vCPU thread (QueueNotify MMIO write).
  */
 void vmmio_queue_notify(struct vmmio *t, uint16_t q);

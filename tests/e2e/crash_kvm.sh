@@ -58,5 +58,21 @@ ms=$((($(date +%s%N) - t0) / 1000000))
 check "SIGTERM: exit status 143 (got $rc) within $ms ms" [ $rc = 143 -a $ms -lt 3000 ]
 check "SIGTERM: says why" grep -q 'stopped by signal' "$tmp/spin.err"
 
+# The same with a device plugin that starts worker threads in create()
+# (virtio-blk): those threads exist before the VM starts and must not take
+# the signal themselves (its default action would kill the process with no
+# clean shutdown, no message and the terminal left raw).
+if [ -e "$B/smvmm-virtio-blk.so" ]; then
+	truncate -s 1M "$tmp/spin.img"
+	printf '[device.disk0]\ntype = virtio-blk\npath = %s\n' "$tmp/spin.img" >>"$tmp/spin.ini"
+	"$B/smvmm" -c "$tmp/spin.ini" </dev/null >"$tmp/spin-blk.out" 2>"$tmp/spin-blk.err" &
+	pid=$!
+	sleep 1
+	kill -TERM $pid
+	wait $pid; rc=$?
+	check "SIGTERM with plugin threads: exit status 143 (got $rc)" [ $rc = 143 ]
+	check "SIGTERM with plugin threads: handled, says why" grep -q 'stopped by signal' "$tmp/spin-blk.err"
+fi
+
 echo "$((n - fail)) passed, $fail failed"
 [ $fail = 0 ]

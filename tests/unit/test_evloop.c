@@ -58,12 +58,13 @@ static void rec_cb(void *opaque, int fd, uint32_t events)
 {
 	struct rec *r = opaque;
 
-	__atomic_add_fetch(&r->calls, 1, __ATOMIC_SEQ_CST);
 	r->fd = fd;
 	r->events = events;
 	r->in_loop = evloop_in_loop_thread(r->l);
 	if (r->drain)
 		drain(fd);
+	/* Last: tests wait for `calls` and then read the fields above. */
+	__atomic_add_fetch(&r->calls, 1, __ATOMIC_SEQ_CST);
 }
 
 START_TEST(watch_fires)

@@ -9,6 +9,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -609,6 +610,47 @@ START_TEST(kick_before_driver_ok_delivered_at_activate)
 	ck_assert_int_eq(g_fake->activate_calls, 1);
 	ck_assert_int_eq(g_fake->notify_calls[0], 1);
 	ck_assert_int_eq(g_fake->notify_before_activate, 0);
+	ck_assert_int_eq(g_fake->chains, 1);
+}
+END_TEST
+
+/* The vCPU thread of the DRIVER_OK write, for the race test below. */
+static void *write_driver_ok(void *arg)
+{
+	(void)arg;
+	wr(VIRTIO_MMIO_STATUS, ST_LIVE);
+	return NULL;
+}
+
+/*
+ * A kick that reaches vmmio_queue_notify after DRIVER_OK is in Status but
+ * before activate() ran (an ioeventfd kick written before DRIVER_OK that
+ * the I/O thread only handles now) must not be lost: the driver will not
+ * kick again for buffers it already made available.  The test holds the
+ * device lock to stop the DRIVER_OK write in that window, then kicks as the
+ * I/O thread would (same thread: the lock is recursive).
+ */
+START_TEST(kick_racing_driver_ok_not_lost)
+{
+	pthread_t vcpu;
+
+	ck_assert_uint_eq(negotiate(F_VERSION_1), ST_FEAT);
+	ck_assert_uint_eq(setup_queue(0, QSIZE, DESC_GPA, AVAIL_GPA, USED_GPA),
+			  1);
+	post_chain(0, 0);
+	pthread_mutex_lock(&host.lock);
+	ck_assert_int_eq(pthread_create(&vcpu, NULL, write_driver_ok, NULL), 0);
+	while (!(__atomic_load_n(&t.status, __ATOMIC_ACQUIRE) &
+		 VIRTIO_STATUS_DRIVER_OK))
+		usleep(1000);
+	/* DRIVER_OK is set; activate() waits for the device lock. */
+	vmmio_queue_notify(&t, 0);
+	ck_assert_int_eq(g_fake->activate_calls, 0);
+	pthread_mutex_unlock(&host.lock);
+	pthread_join(vcpu, NULL);
+	ck_assert_int_eq(g_fake->activate_calls, 1);
+	ck_assert_int_eq(g_fake->notify_before_activate, 0);
+	ck_assert_int_eq(g_fake->notify_calls[0], 1);
 	ck_assert_int_eq(g_fake->chains, 1);
 }
 END_TEST
@@ -1234,6 +1276,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, status_rules);
 	tcase_add_test(tc, full_init_and_kick);
 	tcase_add_test(tc, kick_before_driver_ok_delivered_at_activate);
+	tcase_add_test(tc, kick_racing_driver_ok_not_lost);
 	tcase_add_test(tc, interrupt_status_ack_and_config_generation);
 	tcase_add_test(tc, no_interrupt_flag_suppresses);
 	tcase_add_test(tc, queue_regs_locked_when_ready_and_after_driver_ok);

@@ -174,8 +174,10 @@ struct smvmm_backend_ops {
 			 uint64_t datamatch, int fd, bool deassign);
 
 	/*
-	 * kick_vcpus: make every running vCPU leave the guest and call
-	 * vm_stopped() only if it stopped by itself; used for pause.  Any
+	 * kick_vcpus: make every running vCPU leave the guest and end its
+	 * thread, without a vm_stopped() call (only vCPUs that stopped by
+	 * themselves report); used for pause.  The threads are not joined:
+	 * call stop() before run() again (run() is -EBUSY until then).  Any
 	 * thread.
 	 */
 	void (*kick_vcpus)(void *vm);

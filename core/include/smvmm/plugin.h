@@ -32,7 +32,9 @@
  *     stopped.
  *   - config_read/config_write run on a vCPU thread (the MMIO exit).
  *   - set_features, activate and reset run on a vCPU thread (Status writes).
- *   - queue_notify and fd-watch callbacks run on the I/O (event loop) thread.
+ *   - fd-watch callbacks run on the I/O (event loop) thread; so does
+ *     queue_notify for ioeventfd kicks, but see queue_notify for the cases
+ *     where it runs on a vCPU thread.
  *   - The core holds one per-device mutex around every op and every fd-watch
  *     callback, so a plugin's ops never run concurrently with each other.
  *   - Virtqueue services (vq_pop/vq_push/vq_notify) take a per-queue lock inside
@@ -265,7 +267,11 @@ struct smvmm_device_ops {
 
 	/*
 	 * queue_notify: the driver kicked queue `q` (QueueNotify, ioeventfd).
-	 * Only called after activate().  I/O thread.
+	 * Only called after activate().  Usually the I/O thread (ioeventfd);
+	 * a vCPU thread when the kick arrives as an MMIO write (a backend
+	 * without ioeventfd) and for a kick sent before DRIVER_OK, which is
+	 * delivered on the vCPU thread right after activate().  Always under
+	 * the device lock.
 	 */
 	void (*queue_notify)(void *dev, uint16_t q);
 
