@@ -687,6 +687,9 @@ int vm_finish(struct vm *vm)
 {
 	int status;
 
+	/* A vCPU waiting for a console nobody reads must not hang stop(). */
+	if (vm->uart_inited)
+		uart8250_close(&vm->uart);
 	if (vm->bvm)
 		vm->backend.backend_ops.stop(vm->bvm);
 	if (vm->loop_started) {

@@ -328,6 +328,49 @@ START_TEST(test_output_backpressure)
 }
 END_TEST
 
+static void *close_later(void *arg)
+{
+	struct timespec ts = { 0, 200 * 1000 * 1000 };
+
+	nanosleep(&ts, NULL);
+	uart8250_close(arg);
+	return NULL;
+}
+
+/*
+ * A blocking pipe nobody reads (smvmm | something-stuck): the vCPU's THR
+ * write waits, and uart8250_close() ends the wait within its 100 ms poll, so
+ * shutdown cannot hang; the byte is counted as dropped.
+ */
+START_TEST(test_output_close_unblocks)
+{
+	char chunk[4096];
+	struct timespec t0, t1;
+	pthread_t t;
+	long ms;
+
+	memset(chunk, '.', sizeof(chunk));
+	fcntl(pipefd[1], F_SETFL, O_NONBLOCK);
+	while (write(pipefd[1], chunk, sizeof(chunk)) > 0)
+		;
+	while (write(pipefd[1], chunk, 1) > 0)
+		;
+	fcntl(pipefd[1], F_SETFL, 0); /* blocking, like a shell pipe */
+	ck_assert_int_eq(pthread_create(&t, NULL, close_later, &u), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	wr(&u, THR, 'Z');
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	pthread_join(t, NULL);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	ck_assert_msg(ms >= 150 && ms < 2000, "THR write returned after %ld ms", ms);
+	ck_assert_uint_eq(u.tx_bytes, 0);
+	ck_assert_uint_eq(u.tx_errors, 1);
+	/* After close, a full pipe drops the byte after one poll timeout. */
+	wr(&u, THR, 'Y');
+	ck_assert_uint_eq(u.tx_errors, 2);
+}
+END_TEST
+
 START_TEST(test_output_epipe)
 {
 	signal(SIGPIPE, SIG_IGN); /* the VMM ignores SIGPIPE, too */
@@ -494,6 +537,7 @@ int main(void)
 	tcase_add_test(tc, test_wide_and_out_of_range);
 	tcase_add_test(tc, test_no_output_fd);
 	tcase_add_test(tc, test_output_backpressure);
+	tcase_add_test(tc, test_output_close_unblocks);
 	tcase_add_test(tc, test_output_epipe);
 	tcase_add_test(tc, test_concurrent_input);
 	tcase_add_test(tc, test_pm);

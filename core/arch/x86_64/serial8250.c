@@ -165,30 +165,49 @@ void uart8250_destroy(struct uart8250 *u)
 	pthread_mutex_destroy(&u->lock);
 }
 
-/* Write one byte to out_fd without loss: retry EINTR, wait out EAGAIN. */
+void uart8250_close(struct uart8250 *u)
+{
+	__atomic_store_n(&u->closing, 1, __ATOMIC_RELEASE);
+}
+
+/*
+ * Write one byte to out_fd without loss: a full pipe or a stopped terminal
+ * holds the guest (as a UART whose line is flow-controlled), EINTR is
+ * retried.  The wait is a poll() with a timeout rather than a blocking
+ * write(), so that uart8250_close() can end it: the vCPU thread doing it
+ * must be able to stop.
+ */
 static void uart_emit(struct uart8250 *u, uint8_t b)
 {
 	if (u->out_fd < 0)
 		return;
 	for (;;) {
-		ssize_t w = write(u->out_fd, &b, 1);
+		struct pollfd p = { .fd = u->out_fd, .events = POLLOUT };
+		int r = poll(&p, 1, 100);
+		ssize_t w;
 
+		if (r < 0 && errno != EINTR)
+			break;
+		if (r <= 0) {
+			if (__atomic_load_n(&u->closing, __ATOMIC_ACQUIRE))
+				break;
+			continue;
+		}
+		if (!(p.revents & POLLOUT))
+			break; /* POLLERR/POLLHUP: the terminal is gone */
+		/* One byte to a writable pipe or tty does not block. */
+		w = write(u->out_fd, &b, 1);
 		if (w == 1) {
 			u->tx_bytes++;
 			return;
 		}
-		if (w < 0 && errno == EINTR)
+		if (w < 0 && (errno == EINTR || errno == EAGAIN ||
+			      errno == EWOULDBLOCK))
 			continue;
-		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			struct pollfd p = { .fd = u->out_fd, .events = POLLOUT };
-
-			if (poll(&p, 1, -1) >= 0 || errno == EINTR)
-				continue;
-		}
-		/* EPIPE, EIO, ...: the terminal is gone; drop, count. */
-		u->tx_errors++;
-		return;
+		break;
 	}
+	/* EPIPE, EIO, closing: drop, count. */
+	u->tx_errors++;
 }
 
 static bool rx_push(struct uart8250 *u, uint8_t b)

@@ -279,6 +279,7 @@ struct uart8250 {
 	uint8_t rx[UART8250_RX_CAP];
 	size_t rx_head, rx_len;
 	uint64_t tx_bytes, tx_errors;
+	int closing; /* atomic: uart8250_close() was called */
 };
 
 /*
@@ -289,6 +290,15 @@ struct uart8250 {
 int uart8250_init(struct uart8250 *u, int out_fd, uart8250_irq_fn irq_fn,
 		  void *irq_opaque);
 void uart8250_destroy(struct uart8250 *u);
+
+/*
+ * uart8250_close: from now on, output that cannot be written at once is
+ * dropped (counted in tx_errors) instead of waited for, and a vCPU thread
+ * waiting for a full out_fd (a pipe nobody reads, a terminal stopped with
+ * XOFF) returns within 100 ms.  Call before stopping the vCPUs so a stuck
+ * console cannot hang shutdown.  Any thread.
+ */
+void uart8250_close(struct uart8250 *u);
 
 /*
  * uart8250_pio: a guest access to register `offset` (0..7, relative to the
