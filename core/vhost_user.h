@@ -215,6 +215,9 @@ int vu_server_new(struct vu_server **out, const struct smvmm_device_ops *ops,
  * Returns 0 when the front-end disconnected, -EPROTO when the server closed
  * the connection because of a bad message (logged), -EINTR when stop_fd
  * fired, or -errno for a socket error.  One caller at a time.
+ * The caller must ignore SIGPIPE (as `smvmm vhost-user` does): a front-end
+ * may pass a pipe with no reader as a call fd, and the write to it must fail
+ * with EPIPE rather than kill the process.
  */
 int vu_server_serve(struct vu_server *s, int conn, int listen_fd,
 		    int stop_fd);

@@ -14,7 +14,7 @@ JOBS=$(nproc)
 
 PKGS=(build-essential cmake pkg-config libinih-dev libzstd-dev libarchive-dev
       check acpica-tools busybox-static qemu-system-x86 cpio xz-utils
-      socat zstd kmod e2fsprogs fio)
+      socat zstd kmod e2fsprogs fio clang libclang-rt-14-dev)
 
 deps() {
 	local missing=()
@@ -59,11 +59,12 @@ test)
 	build_san
 	# Unit tests, and the quick smvmm end-to-end tests too (an ASan
 	# report makes smvmm exit non-zero); QEMU-only tests and the slow
-	# stock-kernel boot run once, above.
+	# stock-kernel boot run once, above; the fuzzers carry their own
+	# sanitizers (fuzz/run.sh).
 	echo "dev.sh: unit and quick e2e tests under AddressSanitizer + UBSan"
 	(cd "$BUILD_SAN" && ASAN_OPTIONS=detect_leaks=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		ctest --output-on-failure -j "$JOBS" -E '^qemu/|stock_kernel') || rc=1
+		ctest --output-on-failure -j "$JOBS" -E '^qemu/|^fuzz/|stock_kernel') || rc=1
 	exit $rc
 	;;
 bench)
