@@ -120,6 +120,13 @@ static int run_console(struct vm *vm, bool console_in)
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGQUIT);
 	sfd = signalfd(-1, &set, SFD_CLOEXEC);
+	if (sfd < 0) {
+		/* Without it the blocked signals would never be seen: give
+		 * them back their default action (terminate) instead. */
+		fprintf(stderr, "smvmm: signalfd: %s; signals end smvmm "
+			"without a clean stop\n", strerror(errno));
+		pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	}
 
 	for (;;) {
 		struct pollfd pfd[3] = {

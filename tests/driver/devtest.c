@@ -1204,9 +1204,13 @@ bool devtest_kick_if_needed(struct devtest *t, uint16_t q)
 	old = dq->kicked_idx;
 	now = dq->avail_idx;
 	if (dq->event_idx) {
-		uint16_t ev;
+		/* avail_event is written by the device thread: an atomic
+		 * load, like the flags below (the ring is 4-byte aligned, so
+		 * this u16 is 2-byte aligned). */
+		uint16_t ev = __atomic_load_n(
+			(uint16_t *)(dq->used + 4 + 8ULL * dq->size),
+			__ATOMIC_RELAXED);
 
-		memcpy(&ev, dq->used + 4 + 8ULL * dq->size, sizeof(ev));
 		need = (uint16_t)(now - ev - 1) < (uint16_t)(now - old);
 	} else {
 		uint16_t flags = __atomic_load_n((uint16_t *)dq->used,
