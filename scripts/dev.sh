@@ -22,9 +22,14 @@ deps() {
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
 			missing+=("$p")
 	done
+	local sudo=
+	[ "$(id -u)" = 0 ] || sudo=sudo
+	# scripts/fetch-guest-kernel needs the package lists even when every
+	# package below is already installed.
+	if ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; then
+		$sudo apt-get update -qq
+	fi
 	if [ ${#missing[@]} -gt 0 ]; then
-		local sudo=
-		[ "$(id -u)" = 0 ] || sudo=sudo
 		echo "dev.sh: installing ${missing[*]}"
 		$sudo apt-get update -qq
 		DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
