@@ -888,6 +888,28 @@ static struct vu_ring *ring_at(struct vu_server *s, uint32_t req,
 	return NULL;
 }
 
+/*
+ * stopped_ring_at: ring_at for the messages that configure a ring, which
+ * must not change a running one; *rc gets -EINVAL or -EBUSY on NULL.
+ */
+static struct vu_ring *stopped_ring_at(struct vu_server *s, uint32_t req,
+				       uint64_t index, int *rc)
+{
+	struct vu_ring *r = ring_at(s, req, index);
+
+	if (!r) {
+		*rc = -EINVAL;
+		return NULL;
+	}
+	if (r->started) {
+		vu_log(s, SMVMM_LOG_ERROR, "%s for ring %u while it runs",
+		       req_name(req), r->index);
+		*rc = -EBUSY;
+		return NULL;
+	}
+	return r;
+}
+
 static uint64_t device_offered(struct vu_server *s)
 {
 	struct smvmm_host *h = &s->h;
@@ -1449,17 +1471,9 @@ static int dispatch(struct vu_server *s, struct vu_msg *m, int *ack)
 	case VHOST_USER_SET_VRING_BASE:
 		if ((rc = want_fds(s, m, 0)))
 			goto fail;
-		r = ring_at(s, req, m->p.state.index);
-		if (!r) {
-			rc = -EINVAL;
+		r = stopped_ring_at(s, req, m->p.state.index, &rc);
+		if (!r)
 			break;
-		}
-		if (r->started) {
-			vu_log(s, SMVMM_LOG_ERROR, "%s for ring %u while it "
-			       "runs", req_name(req), r->index);
-			rc = -EBUSY;
-			break;
-		}
 		if (req == VHOST_USER_SET_VRING_BASE) {
 			/* Split rings: a 16-bit free-running index. */
 			if (m->p.state.num > 0xffff) {
@@ -1487,17 +1501,9 @@ static int dispatch(struct vu_server *s, struct vu_msg *m, int *ack)
 	case VHOST_USER_SET_VRING_ADDR:
 		if ((rc = want_fds(s, m, 0)))
 			goto fail;
-		r = ring_at(s, req, m->p.addr.index);
-		if (!r) {
-			rc = -EINVAL;
+		r = stopped_ring_at(s, req, m->p.addr.index, &rc);
+		if (!r)
 			break;
-		}
-		if (r->started) {
-			vu_log(s, SMVMM_LOG_ERROR, "SET_VRING_ADDR for ring %u "
-			       "while it runs", r->index);
-			rc = -EBUSY;
-			break;
-		}
 		if (m->p.addr.flags) {
 			/* VHOST_VRING_F_LOG: logging is never offered. */
 			vu_log(s, SMVMM_LOG_ERROR, "SET_VRING_ADDR flags 0x%x "
