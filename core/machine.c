@@ -1227,3 +1227,32 @@ void machine_free(struct smvmm_machine *m)
 	}
 	memset(m, 0, sizeof(*m));
 }
+
+int machine_append_cmdline(struct smvmm_machine *m, const char *text,
+			   char *err, size_t errlen)
+{
+	size_t have = m->cmdline ? strlen(m->cmdline) : 0, add = strlen(text);
+	size_t n = have + (have && add ? 1 : 0) + add;
+	char *cl;
+
+	if (n > MACHINE_MAX_CMDLINE) {
+		if (err)
+			snprintf(err, errlen,
+				 "cmdline with the appended text is %zu bytes long, the maximum is %d",
+				 n, MACHINE_MAX_CMDLINE);
+		return -E2BIG;
+	}
+	cl = malloc(n + 1);
+	if (!cl) {
+		if (err)
+			snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	memcpy(cl, m->cmdline ? m->cmdline : "", have);
+	if (have && add)
+		cl[have++] = ' ';
+	memcpy(cl + have, text, add + 1);
+	free(m->cmdline);
+	m->cmdline = cl;
+	return 0;
+}

@@ -135,4 +135,13 @@ int machine_parse_size(const char *s, uint64_t *out);
 /* machine_free: free everything; *m zeroed.  Safe on a zeroed *m. */
 void machine_free(struct smvmm_machine *m);
 
+/*
+ * machine_append_cmdline: append `text` to m->cmdline after one space (none
+ * when the cmdline is empty), as QEMU's -append adds to a machine's
+ * command line.  The result obeys [boot] cmdline's limit (4095 bytes).
+ * Returns 0, -E2BIG (message in err: the byte counts), -ENOMEM.  Main thread.
+ */
+int machine_append_cmdline(struct smvmm_machine *m, const char *text,
+			   char *err, size_t errlen);
+
 #endif

@@ -46,6 +46,7 @@ static void usage(FILE *f)
 		"      --check          validate FILE, load its plugins, print the\n"
 		"                       planned layout (memory map, MMIO bases,\n"
 		"                       IRQs) and exit\n"
+		"      --append TEXT    append TEXT to [boot] cmdline (after a space)\n"
 		"      --dump-acpi DIR  write the ACPI tables the guest would get to\n"
 		"                       DIR/<SIG>.dat and exit\n"
 		"  -h, --help           this text\n"
@@ -201,12 +202,13 @@ int main(int argc, char **argv)
 		{"config", required_argument, NULL, 'c'},
 		{"check", no_argument, NULL, 'k'},
 		{"dump-acpi", required_argument, NULL, 'a'},
+		{"append", required_argument, NULL, 'A'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{0},
 	};
 	struct smvmm_machine m;
-	const char *config = NULL, *acpi_dir = NULL;
+	const char *config = NULL, *acpi_dir = NULL, *append = NULL;
 	bool check = false, is_stdio;
 	struct vm *vm = NULL;
 	char err[1024];
@@ -226,6 +228,9 @@ int main(int argc, char **argv)
 			break;
 		case 'a':
 			acpi_dir = optarg;
+			break;
+		case 'A':
+			append = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -254,6 +259,11 @@ int main(int argc, char **argv)
 	rc = machine_load(config, &m, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "smvmm: %s\n", err);
+		return 1;
+	}
+	if (append && machine_append_cmdline(&m, append, err, sizeof(err))) {
+		fprintf(stderr, "smvmm: --append: %s\n", err);
+		machine_free(&m);
 		return 1;
 	}
 	/*

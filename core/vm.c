@@ -203,6 +203,13 @@ static void vm_reset(void *opaque)
 	vm_set_stopped(opaque, VM_EXIT_OK, "guest requested a reset");
 }
 
+static void vm_panic(void *opaque)
+{
+	/* A panic must never look like a clean stop: exit 2, as a crash. */
+	vm_set_stopped(opaque, VM_EXIT_GUEST_CRASH,
+		       "guest kernel panicked (pvpanic event)");
+}
+
 /* ---- interrupts and notifications ----------------------------------- */
 
 static void vm_raise_irq(void *opaque)
@@ -596,7 +603,7 @@ int vm_start(struct vm *vm, int serial_fd, char *err, size_t errlen)
 		return rc;
 	}
 	vm->uart_inited = true;
-	x86_pm_init(&vm->pm, vm_poweroff, vm_reset, vm);
+	x86_pm_init(&vm->pm, vm_poweroff, vm_reset, vm_panic, vm);
 	vm->pio.com1 = &vm->uart;
 	vm->pio.pm = &vm->pm;
 

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # smvmm developer entry point: the README's two commands.
-#   scripts/dev.sh run    install what is missing, build, boot configs/probe.ini
+#   scripts/dev.sh run    install what is missing, build, boot Debian's stock
+#                         kernel (configs/debian.ini: hello, its devices,
+#                         power-off; a shell when on a terminal), natively
+#                         where KVM can boot Linux, else through
+#                         scripts/nested-kvm
 #   scripts/dev.sh test   install what is missing, build, run every test
 #                         (normal build, then unit + quick e2e tests
 #                         under ASan+UBSan)
@@ -54,13 +58,29 @@ build) deps; build ;;
 run)
 	deps
 	build
-	exec "$BUILD/smvmm" -c "$SRC/configs/probe.ini"
+	if why=$("$SRC/scripts/nested-kvm" --probe); then
+		# configs/debian.ini names build/guest/{vmlinux,initramfs.cpio.gz}.
+		"$SRC/scripts/mkinitramfs" "$SRC/build/guest/initramfs.cpio.gz" --link-kernel >/dev/null
+		# On a terminal the guest's /init starts a shell before powering off.
+		app=()
+		if [ -t 0 ] && [ -t 1 ]; then app=(--append smvmm.shell=1); fi
+		exec "$BUILD/smvmm" -c "$SRC/configs/debian.ini" "${app[@]}"
+	fi
+	# Linux does not yet boot inside the rig (see README, "The nested-KVM
+	# rig"): the probe guest does, in about 10 s.
+	echo "dev.sh: ${why#nested: }: booting the probe guest inside the nested-KVM rig (QEMU TCG, about 10 s)" >&2
+	exec "$SRC/scripts/nested-kvm" --quiet -- "$BUILD/smvmm" -c "$SRC/configs/probe.ini"
 	;;
 test)
 	deps
 	build
 	rc=0
-	(cd "$BUILD" && ctest --output-on-failure -j "$JOBS") || rc=1
+	# kvm-linux: Debian's kernel under smvmm.  Inside the nested-KVM rig
+	# (every machine without a hardware KVM) that guest hangs today
+	# (README, "The nested-KVM rig"), so these run only on request:
+	# ctest -L kvm-linux.
+	echo "dev.sh: not run by default: the kvm-linux tests (ctest -L kvm-linux)"
+	(cd "$BUILD" && ctest --output-on-failure -j "$JOBS" -LE '^kvm-linux$') || rc=1
 	build_san
 	# Unit tests, and the quick smvmm end-to-end tests too (an ASan
 	# report makes smvmm exit non-zero); QEMU-only tests and the slow
@@ -69,7 +89,7 @@ test)
 	echo "dev.sh: unit and quick e2e tests under AddressSanitizer + UBSan"
 	(cd "$BUILD_SAN" && ASAN_OPTIONS=detect_leaks=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		ctest --output-on-failure -j "$JOBS" -E '^qemu/|^fuzz/|stock_kernel') || rc=1
+		ctest --output-on-failure -j "$JOBS" -E '^qemu/|^fuzz/|^kvm-linux/') || rc=1
 	exit $rc
 	;;
 bench)

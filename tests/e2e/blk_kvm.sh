@@ -7,9 +7,7 @@
 # image locking between two running VMs.
 set -u
 B=${SMVMM_BUILD_DIR:?}
-if [ ! -c /dev/kvm ] || ! [ -r /dev/kvm -a -w /dev/kvm ]; then
-	echo "SKIP: /dev/kvm not available"; exit 77
-fi
+. "$(dirname "$0")/lib/kvm-rig.sh" "$@"
 for f in smvmm probe.elf smvmm-virtio-blk.so; do
 	[ -e "$B/$f" ] || { echo "not ok - $B/$f missing"; exit 1; }
 done

@@ -12,9 +12,7 @@
 set -u
 B=${SMVMM_BUILD_DIR:?}
 ROUNDS=${BLK_SIGKILL_ROUNDS:-50}
-if [ ! -c /dev/kvm ] || ! [ -r /dev/kvm -a -w /dev/kvm ]; then
-	echo "SKIP: /dev/kvm not available"; exit 77
-fi
+. "$(dirname "$0")/lib/kvm-rig.sh" "$@"
 for f in smvmm probe.elf smvmm-virtio-blk.so; do
 	[ -e "$B/$f" ] || { echo "not ok - $B/$f missing"; exit 1; }
 done

@@ -47,6 +47,15 @@ check "--check: RAM above 4 GiB for a 4G machine" \
 	grep -q '0x0000000100000000-0x000000013fffffff RAM' "$tmp/plan"
 check "--check: COM1 on irq 4" grep -q 'COM1 (8250 UART) irq 4' "$tmp/plan"
 
+# --append adds to [boot] cmdline; the boot code bounds the result.
+"$B/smvmm" --check -c "$tmp/ok.ini" --append "smvmm.shell=1 x=y" >"$tmp/plan2" 2>&1
+check "--append: the cmdline gets the text after a space" \
+	grep -q '^  cmdline: console=ttyS0 smvmm.shell=1 x=y$' "$tmp/plan2"
+"$B/smvmm" --check -c "$tmp/ok.ini" \
+	--append "$(head -c 5000 /dev/zero | tr '\0' a)" >/dev/null 2>"$tmp/long.err"; rc=$?
+check "--append: a cmdline over 4095 bytes is refused (exit 1, named)" \
+	[ $rc = 1 ] && grep -q 'smvmm: --append: cmdline with the appended text is 5014 bytes long, the maximum is 4095' "$tmp/long.err"
+
 # --dump-acpi writes every table, and iasl disassembles them.
 if "$B/smvmm" -c "$tmp/ok.ini" --dump-acpi "$tmp/acpi" >/dev/null 2>"$tmp/acpi.err"; then
 	check "--dump-acpi wrote RSDP XSDT FACP APIC DSDT" \

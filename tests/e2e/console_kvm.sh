@@ -5,9 +5,7 @@
 # terminal is back in its original (cooked) mode afterwards.
 set -u
 B=${SMVMM_BUILD_DIR:?}
-if ! [ -c /dev/kvm -a -r /dev/kvm -a -w /dev/kvm ]; then
-	echo "SKIP: /dev/kvm not available"; exit 77
-fi
+. "$(dirname "$0")/lib/kvm-rig.sh" "$@"
 command -v script >/dev/null || { echo "not ok - script(1) missing (bsdutils)"; exit 1; }
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fail=0; n=0

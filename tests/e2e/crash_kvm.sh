@@ -5,9 +5,7 @@
 # never hang.
 set -u
 B=${SMVMM_BUILD_DIR:?}
-if ! [ -c /dev/kvm -a -r /dev/kvm -a -w /dev/kvm ]; then
-	echo "SKIP: /dev/kvm not available"; exit 77
-fi
+. "$(dirname "$0")/lib/kvm-rig.sh" "$@"
 hw=0; grep -qwE 'vmx|svm' /proc/cpuinfo && hw=1
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fail=0; n=0

@@ -5,9 +5,7 @@
 # must be "ok", smvmm must exit 0 after the guest's ACPI power-off.
 set -u
 B=${SMVMM_BUILD_DIR:?}
-if [ ! -c /dev/kvm ] || ! [ -r /dev/kvm -a -w /dev/kvm ]; then
-	echo "SKIP: /dev/kvm not available"; exit 77
-fi
+. "$(dirname "$0")/lib/kvm-rig.sh" "$@"
 # Every configuration runs twice: polling with interrupts off (what the probe
 # does by default), and with probe.irq=1 (IOAPIC + LAPIC, sti; hlt, EOI).
 # The issue measured interrupt delivery failing on software KVM (kvm_pvm);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# label: kvm
+# label: kvm-linux
 # run_serial: yes  (two guests at ~100% CPU for ~70 s: no other test beside them)
 # SPDX-License-Identifier: MIT
 #
@@ -41,12 +41,11 @@ VMM=${STOCK_VMM:-smvmm}
 MEM_MIB=256
 OEM=SMVMM
 # Keep in sync with configs/debian.ini (checked below).
-CMDLINE="console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=-1 reboot=t pci=off 8250.nr_uarts=1 tsc_early_khz=2000000"
+CMDLINE="console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=-1 pci=off 8250.nr_uarts=1 tsc_early_khz=2000000"
 
 skip() { echo "SKIP: $*"; exit 77; }
 
-[ -e /dev/kvm ] || skip "/dev/kvm is absent"
-[ -r /dev/kvm ] && [ -w /dev/kvm ] || skip "/dev/kvm is not accessible"
+[ "$VMM" = qemu ] || . "$(dirname "$0")/lib/kvm-rig.sh" "$@"
 case "$VMM" in
 smvmm) [ -x "$SMVMM" ] || skip "$SMVMM not built" ;;
 qemu) command -v qemu-system-x86_64 >/dev/null 2>&1 || skip "qemu-system-x86_64 not installed" ;;

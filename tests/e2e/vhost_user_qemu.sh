@@ -84,11 +84,7 @@ start=$(date +%s)
 vu_tools_image "$WORK/tools.img" || fail "building the tools image"
 vu_initramfs "$WORK/initrd.gz" "$KCACHE" 2>/dev/null || fail "mkinitramfs"
 
-# Disk images: sparse file system and fio disks, a random read-only one.
-truncate -s 64M "$WORK/fs.img"
-truncate -s 32M "$WORK/fio.img"
-head -c $((4 << 20)) /dev/urandom >"$WORK/ro.img"
-ro_sha=$(sha256sum <"$WORK/ro.img" | cut -c1-64)
+vu_images "$WORK"
 
 V=$WORK/v.sock
 cat >"$WORK/blk-fs.ini" <<EOF
@@ -137,13 +133,7 @@ for b in $BACKENDS; do
 	[ -S "$WORK/$b.sock" ] || fail "back-end $b: no socket"
 done
 
-# Host side of vsock: a sink for guest->host data, an echo server.
-socat -u UNIX-LISTEN:"${V}_5000" CREATE:"$WORK/g2h.bin" 2>"$WORK/socat-5000.log" &
-PIDS+=($!)
-socat UNIX-LISTEN:"${V}_5001",fork EXEC:cat 2>/dev/null &
-PIDS+=($!)
-head -c $((MIB << 20)) /dev/urandom >"$WORK/h2g.bin"
-h2g_sha=$(sha256sum <"$WORK/h2g.bin" | cut -c1-64)
+vu_vsock_servers "$V"
 
 vu_qemu_args 512M
 CMDLINE="console=ttyS0 panic=-1 reboot=t pci=off 8250.nr_uarts=1 tsc_early_khz=2000000 quiet"
@@ -178,45 +168,8 @@ QPID=$!
 PIDS+=($QPID)
 t0=$(date +%s)
 
-wait_guest() { # RE SECS
-	local i=0
-	while [ $i -lt $(($2 * 5)) ]; do
-		console "$LOG"
-		grep -Eq "$1" "$LOG" && return 0
-		grep -q 'smvmm-vu: FAIL\|smvmm-init: FAIL' "$LOG" && fail "guest failed"
-		kill -0 $QPID 2>/dev/null || { console "$LOG"; grep -Eq "$1" "$LOG" && return 0; fail "QEMU exited before '$1'"; }
-		sleep 0.2
-		i=$((i + 1))
-	done
-	fail "timeout waiting for '$1'"
-}
-
-# host -> guest: the guest listens on 6000; CONNECT it (Firecracker's
-# handshake: "CONNECT <port>\n", answer "OK <host port>\n").
-wait_guest '^smvmm-vu: listening 6000' "$TIMEOUT"
-ok=0
-for try in 1 2 3 4 5; do
-	(printf 'CONNECT 6000\n'; cat "$WORK/h2g.bin") |
-		socat -t 60 - UNIX-CONNECT:"$V" >"$WORK/h2g.resp" 2>/dev/null
-	grep -q '^OK [0-9]*$' "$WORK/h2g.resp" && { ok=1; break; }
-	sleep 1
-done
-[ $ok = 1 ] || fail "host-initiated CONNECT 6000 was not accepted: $(head -c 100 "$WORK/h2g.resp")"
-
-# many short host -> guest connections to the guest's echo server
-wait_guest '^smvmm-vu: echo 6001' 120
-i=1
-while [ $i -le $CONNS ]; do
-	resp=$(printf 'CONNECT 6001\nhello %d\n' $i | socat -t 10 - UNIX-CONNECT:"$V" 2>/dev/null)
-	want=$(printf 'hello %d' $i)
-	case "$resp" in
-	"OK "*"$want") ;;
-	*) fail "short connection $i to the guest: got '$resp'" ;;
-	esac
-	i=$((i + 1))
-done
-printf 'CONNECT 6002\n%d\n' $CONNS | socat -t 10 - UNIX-CONNECT:"$V" >/dev/null 2>&1 ||
-	fail "CONNECT 6002"
+VU_GUEST_PID=$QPID
+vu_vsock_host_side "$V"
 wait $QPID
 qrc=$?
 console "$LOG"
@@ -230,39 +183,7 @@ grep -Eq '^smvmm-init: virtio[0-9]+ device=0x0004 .*driver=virtio_rng modern=yes
 grep -q '^smvmm-init: hwrng ' "$LOG" || fail "no /dev/hwrng data"
 
 # ---- host checks after boot 1 ----------------------------------------------
-val() { sed -n "s/^smvmm-vu: $1 //p" "$LOG" | head -n1; }
-
-# virtio-blk: the file system is clean and holds exactly the guest's tree.
-e2fsck -fn "$WORK/fs.img" >"$WORK/e2fsck.log" 2>&1 || { cat "$WORK/e2fsck.log"; fail "e2fsck -fn found problems"; }
-mkdir "$WORK/dump"
-debugfs -R "rdump / $WORK/dump" "$WORK/fs.img" >/dev/null 2>&1 || fail "debugfs rdump"
-man=$(val manifest | cut -d' ' -f1)
-[ "$(sha256sum <"$WORK/dump/manifest" | cut -c1-64)" = "$man" ] ||
-	fail "the manifest in the image is not the one the guest wrote"
-(cd "$WORK/dump" && sha256sum --quiet -c manifest) >"$WORK/cmp.log" 2>&1 ||
-	{ cat "$WORK/cmp.log"; fail "files in the image differ from the guest's"; }
-nfiles=$(wc -l <"$WORK/dump/manifest")
-[ "$nfiles" -ge 38 ] || fail "only $nfiles files in the manifest"
-[ ! -e "$WORK/dump/gone" ] || fail "a deleted file is still in the image"
-grep -q '^smvmm-vu: fio verify ok' "$LOG" || fail "fio verify"
-# BLKDISCARD of [16M, 32M) punched a hole in the host file.
-grep -q '^smvmm-vu: discard ok' "$LOG" || fail "discard"
-alloc=$(( $(stat -c %b "$WORK/fio.img") * $(stat -c %B "$WORK/fio.img") ))
-[ $alloc -le $((17 << 20)) ] || fail "fio.img still has $alloc bytes allocated after discarding 16 MiB of 32"
-[ "$(dd if="$WORK/fio.img" bs=1M skip=16 count=16 2>/dev/null | tr -d '\0' | wc -c)" = 0 ] ||
-	fail "the discarded range of fio.img is not zero"
-# read-only: unchanged, and the guest read the same bytes.
-[ "$(sha256sum <"$WORK/ro.img" | cut -c1-64)" = "$ro_sha" ] || fail "the read-only image changed"
-[ "$(val ro)" = "$ro_sha" ] || fail "the guest read different bytes from the read-only disk"
-
-# virtio-vsock: both directions arrived intact.
-[ "$(val g2h | head -n1)" != "" ] || fail "no guest->host checksum"
-[ "$(sha256sum <"$WORK/g2h.bin" | cut -c1-64)" = "$(val g2h | head -n1)" ] ||
-	fail "guest->host data differs ($(stat -c %s "$WORK/g2h.bin") bytes received)"
-[ "$(val h2g | cut -d' ' -f1)" = "$h2g_sha" ] ||
-	fail "host->guest data differs (guest: $(val h2g))"
-grep -q "^smvmm-vu: short g2h $CONNS ok" "$LOG" || fail "short guest->host connections"
-grep -q "^smvmm-vu: short h2g $CONNS" "$LOG" || fail "short host->guest connections"
+vu_check_main "$LOG"
 
 # ---- boot 2: a new front-end on the same back-ends -------------------------
 LOG=$WORK/console-again.log
@@ -272,11 +193,7 @@ console "$LOG"
 t2=$(date +%s)
 [ $qrc -eq 0 ] || fail "boot 2: QEMU exited with $qrc"
 grep -q '^smvmm-init: ok' "$LOG" || fail "boot 2: no 'smvmm-init: ok'"
-grep -q '^smvmm-vu: again rebind ok' "$LOG" || fail "boot 2: driver rebind"
-grep -q '^smvmm-vu: again manifest ok' "$LOG" || fail "boot 2: the tree does not verify"
-grep -q '^smvmm-vu: again vsock ok' "$LOG" || fail "boot 2: vsock"
-[ "$(val ro)" = "$ro_sha" ] || fail "boot 2: read-only disk"
-e2fsck -fn "$WORK/fs.img" >/dev/null 2>&1 || fail "boot 2: e2fsck after a read-only mount"
+vu_check_again "$LOG"
 
 # ---- the back-ends saw two sessions and stop cleanly -----------------------
 for b in $BACKENDS; do

@@ -18,9 +18,7 @@
 set -u
 B=${SMVMM_BUILD_DIR:?}
 BYTES=${VSOCK_E2E_BYTES:-131072}
-if [ ! -c /dev/kvm ] || ! [ -r /dev/kvm -a -w /dev/kvm ]; then
-	echo "SKIP: /dev/kvm not available"; exit 77
-fi
+. "$(dirname "$0")/lib/kvm-rig.sh" "$@"
 if ! command -v socat >/dev/null; then
 	echo "SKIP: socat not installed (apt-get install socat)"; exit 77
 fi

@@ -63,6 +63,8 @@ blk_main() {
 	fio=$(disk vufio) || die "no disk with serial vufio"
 	ro=$(disk vuro) || die "no disk with serial vuro"
 	say "disks fs=$fs fio=$fio ro=$ro"
+	# blk-mq hardware contexts: one per virtqueue (VIRTIO_BLK_F_MQ)
+	say "queues fs=$(ls /sys/block/$fs/mq | wc -l)"
 
 	# mkfs discards the whole disk first (BLKDISCARD), then a tree of
 	# files, sync, unmount: the host runs e2fsck -fn and compares.

@@ -423,7 +423,7 @@ END_TEST
 
 /* --- PM ports and routing --- */
 
-static int poweroffs, resets;
+static int poweroffs, resets, panics;
 
 static void on_poweroff(void *o)
 {
@@ -437,13 +437,19 @@ static void on_reset(void *o)
 	resets++;
 }
 
+static void on_panic(void *o)
+{
+	(void)o;
+	panics++;
+}
+
 START_TEST(test_pm)
 {
 	struct x86_pm pm;
 	uint8_t v;
 
 	poweroffs = resets = 0;
-	x86_pm_init(&pm, on_poweroff, on_reset, NULL);
+	x86_pm_init(&pm, on_poweroff, on_reset, on_panic, NULL);
 
 	v = (X86_PM_S5_SLP_TYP << 2); /* no SLP_EN */
 	x86_pm_pio(&pm, X86_PM_SLEEP_CTL_PORT, &v, 1, true);
@@ -482,10 +488,26 @@ START_TEST(test_pm)
 		  x86_pm_handles(0x80) && !x86_pm_handles(0x3f8) &&
 		  !x86_pm_handles(0x70));
 
+	/* pvpanic: reads offer PANICKED only; only that bit ends the VM */
+	panics = 0;
+	v = 0;
+	x86_pm_pio(&pm, X86_PVPANIC_PORT, &v, 1, false);
+	ck_assert_uint_eq(v, X86_PVPANIC_PANICKED);
+	v = 0x02; /* CRASH_LOADED: not offered, ignored */
+	x86_pm_pio(&pm, X86_PVPANIC_PORT, &v, 1, true);
+	ck_assert_int_eq(panics, 0);
+	v = X86_PVPANIC_PANICKED;
+	x86_pm_pio(&pm, X86_PVPANIC_PORT, &v, 1, true);
+	ck_assert_int_eq(panics, 1);
+	ck_assert_int_eq(poweroffs + resets, 3);
+	ck_assert(x86_pm_handles(X86_PVPANIC_PORT));
+
 	/* NULL callbacks are allowed */
-	x86_pm_init(&pm, NULL, NULL, NULL);
+	x86_pm_init(&pm, NULL, NULL, NULL, NULL);
 	v = 0xfe;
 	x86_pm_pio(&pm, X86_I8042_CMD_PORT, &v, 1, true);
+	v = X86_PVPANIC_PANICKED;
+	x86_pm_pio(&pm, X86_PVPANIC_PORT, &v, 1, true);
 }
 END_TEST
 
@@ -497,7 +519,7 @@ START_TEST(test_dispatch)
 	char buf[4];
 
 	poweroffs = resets = 0;
-	x86_pm_init(&pm, on_poweroff, on_reset, NULL);
+	x86_pm_init(&pm, on_poweroff, on_reset, on_panic, NULL);
 	d[0] = 'D';
 	ck_assert(x86_pio_dispatch(&io, 0x3f8, d, 1, true));
 	ck_assert_int_eq(read(pipefd[0], buf, 1), 1);

@@ -148,6 +148,21 @@ static int build_dsdt(const struct x86_platform *p, struct aml *a)
 	}
 
 	/*
+	 * pvpanic: Linux's pvpanic-mmio driver binds _HID "QEMU0001" with an
+	 * I/O or memory resource and reports a panic through it (QEMU
+	 * describes its ISA pvpanic the same way).
+	 */
+	dev = aml_device_begin(a, "PEVT");
+	aml_name(a, "_HID");
+	aml_string(a, "QEMU0001");
+	aml_name(a, "_CRS");
+	aml_init(&r);
+	aml_res_io16(&r, X86_PVPANIC_PORT, X86_PVPANIC_PORT, 1, 1);
+	aml_resource_template(a, &r);
+	aml_free(&r);
+	aml_pkg_end(a, dev);
+
+	/*
 	 * virtio-mmio: Linux's virtio_mmio driver binds ACPI devices with
 	 * _HID "LNRO0005" (drivers/virtio/virtio_mmio.c; QEMU's microvm and
 	 * Firecracker describe them the same way): one window and one

@@ -24,11 +24,12 @@
 #define I8042_CMD_RESET 0xfe
 
 void x86_pm_init(struct x86_pm *pm, x86_pm_fn poweroff, x86_pm_fn reset,
-		 void *opaque)
+		 x86_pm_fn panic, void *opaque)
 {
 	memset(pm, 0, sizeof(*pm));
 	pm->poweroff = poweroff;
 	pm->reset = reset;
+	pm->panic = panic;
 	pm->opaque = opaque;
 }
 
@@ -63,6 +64,10 @@ void x86_pm_pio(void *opaque, uint16_t port, uint8_t *data, uint32_t len,
 			/* status: output buffer empty, input buffer empty, so
 			 * reboot code waiting for "ready" does not spin */
 			break;
+		case X86_PVPANIC_PORT:
+			/* The events we act on; Linux writes only these. */
+			data[0] = X86_PVPANIC_PANICKED;
+			break;
 		default:
 			memset(data, 0xff, len);
 			break;
@@ -89,6 +94,12 @@ void x86_pm_pio(void *opaque, uint16_t port, uint8_t *data, uint32_t len,
 		if (v == I8042_CMD_RESET)
 			pm_call(pm, pm->reset);
 		break;
+	case X86_PVPANIC_PORT:
+		/* PVPANIC_CRASH_LOADED (a kdump kernel takes over) is not
+		 * offered, so only PANICKED ends the VM. */
+		if (v & X86_PVPANIC_PANICKED)
+			pm_call(pm, pm->panic);
+		break;
 	default:
 		break; /* 0x60, 0x61, 0x80: harmless */
 	}
@@ -104,6 +115,7 @@ bool x86_pm_handles(uint16_t port)
 	case PORT_SYS_CTRL_B:
 	case X86_I8042_CMD_PORT:
 	case PORT_POST:
+	case X86_PVPANIC_PORT:
 		return true;
 	}
 	return false;
@@ -134,4 +146,6 @@ void x86_pm_describe(FILE *f)
 		X86_PM_RESET_PORT, X86_PM_RESET_VALUE);
 	fprintf(f, "  0x%04x      i8042 command (0xfe = reset); 0x60, 0x61, 0x80 ignored\n",
 		X86_I8042_CMD_PORT);
+	fprintf(f, "  0x%04x      pvpanic (QEMU0001; a guest panic stops the VM, exit 2)\n",
+		X86_PVPANIC_PORT);
 }

@@ -94,6 +94,13 @@
 #define X86_PM_RESET_PORT 0x602
 #define X86_PM_RESET_VALUE 0x01
 #define X86_PM_S5_SLP_TYP 5 /* \_S5 package's first element */
+/*
+ * pvpanic (QEMU's docs/specs/pvpanic.rst; Linux drivers/misc/pvpanic): one
+ * byte at port 0x505, described in the DSDT as _HID "QEMU0001".  Reads give
+ * the events the device supports, the guest writes the event at a panic.
+ */
+#define X86_PVPANIC_PORT 0x505
+#define X86_PVPANIC_PANICKED 0x01
 #define X86_I8042_CMD_PORT 0x64
 
 /*
@@ -326,18 +333,18 @@ size_t uart8250_rx_space(struct uart8250 *u);
 typedef void (*x86_pm_fn)(void *opaque);
 
 struct x86_pm {
-	x86_pm_fn poweroff, reset;
+	x86_pm_fn poweroff, reset, panic;
 	void *opaque;
 	uint8_t sleep_sts; /* WAK_STS (bit 7) after a wake; write 1 to clear */
 };
 
 /*
- * x86_pm_init: callbacks for the guest's poweroff and reset requests (either
- * may be NULL); they run on the vCPU thread that made the port access.
+ * x86_pm_init: callbacks for the guest's poweroff, reset and panic reports
+ * (any may be NULL); they run on the vCPU thread that made the port access.
+ * panic: the guest wrote PVPANIC_PANICKED to the pvpanic port.
  */
 void x86_pm_init(struct x86_pm *pm, x86_pm_fn poweroff, x86_pm_fn reset,
-		 void *opaque);
-
+		 x86_pm_fn panic, void *opaque);
 /* x86_pm_handles: true for the ports x86_pm_pio serves. */
 bool x86_pm_handles(uint16_t port);
 
@@ -348,7 +355,9 @@ void x86_pm_describe(FILE *f);
  * x86_pm_pio: the PM ports above (0x600-0x602, 0x60, 0x61, 0x64, 0x80).
  * Writing SLP_EN (bit 5) with SLP_TYP (bits 4:2) == X86_PM_S5_SLP_TYP to the
  * sleep control register -> poweroff(); X86_PM_RESET_VALUE to the reset
- * register or 0xfe to port 0x64 -> reset() (ACPI 6.x §4.8.3.6-7).  Other ports
+ * register or 0xfe to port 0x64 -> reset() (ACPI 6.x §4.8.3.6-7);
+ * X86_PVPANIC_PANICKED to X86_PVPANIC_PORT -> panic(), whose reads return
+ * the supported events (PANICKED only).  Other ports
  * read 0xff.  vCPU thread.
  */
 void x86_pm_pio(void *pm, uint16_t port, uint8_t *data, uint32_t len,
