@@ -344,7 +344,8 @@ static int check_readable_file(struct parse_ctx *c, const char *key,
 			       const char *path)
 {
 	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: opening a FIFO for reading would wait for a writer. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 
 	if (fd < 0)
 		return fail_key(c, key, "%s: %s", path, strerror(errno));
@@ -937,7 +938,9 @@ static int read_file(const char *path, char **buf, size_t *len, char *err,
 		     size_t errlen)
 {
 	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: a FIFO would block the open until a writer comes;
+	 * anything but a regular file is refused below anyway. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	int rc;
 
 	if (fd < 0) {
@@ -955,6 +958,7 @@ static int read_file(const char *path, char **buf, size_t *len, char *err,
 		snprintf(err, errlen, "%s: not a regular file", path);
 		goto err_close;
 	}
+	(void)fcntl(fd, F_SETFL, 0); /* plain blocking reads from here */
 	if (st.st_size > MACHINE_MAX_FILE) {
 		rc = -EFBIG;
 		snprintf(err, errlen, "%s: larger than %u bytes", path,

@@ -139,5 +139,25 @@ printf '[boot]\nkernel = %s\n' "$tmp/garbage.bin" >"$tmp/garbage.ini"
 check "random bytes as kernel: exit 1 naming the file ($(head -1 "$tmp/garbage.out"))" \
 	[ $rc = 1 ] && grep -q 'garbage.bin' "$tmp/garbage.out"
 
+# A FIFO (or anything but a regular file) as the machine description, the
+# kernel, the initrd or a read-only disk image is refused at once, naming the
+# file; opening it must not block waiting for a writer.
+mkfifo "$tmp/fifo"
+expect_fifo() { # name, expected regex, smvmm args...
+	local name=$1 re=$2; shift 2
+	timeout -s KILL 10 "$B/smvmm" "$@" </dev/null >"$tmp/$name.out" 2>&1; local rc=$?
+	if [ $rc = 1 ] && grep -qE -- "$re" "$tmp/$name.out"; then ok "$name: $(head -1 "$tmp/$name.out")"
+	elif [ $rc = 137 ]; then bad "$name: hung (killed after 10 s)"
+	else bad "$name: exit $rc, expected /$re/, got: $(head -3 "$tmp/$name.out")"; fi
+}
+expect_fifo fifo-config "$tmp/fifo: not a regular file" -c "$tmp/fifo"
+expect_fifo fifo-config-check "$tmp/fifo: not a regular file" --check -c "$tmp/fifo"
+printf '[boot]\nkernel = %s\n' "$tmp/fifo" >"$tmp/fifo-kernel.ini"
+expect_fifo fifo-kernel "fifo-kernel.ini:2: \[boot\] kernel: $tmp/fifo: not a regular file" -c "$tmp/fifo-kernel.ini"
+printf '[boot]\nkernel = %s\ninitrd = fifo\n' "$B/probe.elf" >"$tmp/fifo-initrd.ini"
+expect_fifo fifo-initrd "fifo-initrd.ini:3: \[boot\] initrd: $tmp/fifo: not a regular file" --check -c "$tmp/fifo-initrd.ini"
+printf '[boot]\n%s\n[device.d]\ntype = virtio-blk\npath = %s\nreadonly = on\n' "$K" "$tmp/fifo" >"$tmp/fifo-disk.ini"
+expect_fifo fifo-disk "fifo-disk.ini:5: \[device.d\] path: .*neither a regular file nor a block device" --check -c "$tmp/fifo-disk.ini"
+
 echo "$((n - fail)) passed, $fail failed"
 [ $fail = 0 ]
