@@ -55,7 +55,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -130,6 +132,12 @@ enum {
 					    connections, as Firecracker */
 #define VSOCK_LISTEN_BACKLOG 128
 #define VSOCK_FD_HASH 2048u              /* connection hash buckets */
+#define VSOCK_FD_RESERVE 64u             /* fds left to the rest of the VMM
+					    when the connection cap is
+					    clamped to RLIMIT_NOFILE */
+#define VSOCK_ACCEPT_RETRY_MS 1000u      /* listener paused by EMFILE: retry
+					    this often (and whenever one of
+					    our connections closes) */
 
 /* Pending control packets of a connection (sent when rx buffers exist). */
 #define CTL_REQUEST (1u << 0)
@@ -196,6 +204,10 @@ struct vsock {
 	int listen_fd;
 	dev_t listen_dev;
 	ino_t listen_ino;
+	bool listen_paused;          /* accept ran out of fds: not watched */
+	bool accept_err_logged;      /* once per episode (until EAGAIN) */
+	uint64_t listen_retry_ns;    /* paused: re-arm at this time */
+	unsigned int max_conns;      /* VSOCK_MAX_CONNS or RLIMIT_NOFILE's */
 	int kick_fd;                 /* eventfd: deferred work */
 	int timer_fd;
 	bool timer_armed;
@@ -232,6 +244,8 @@ struct vsock {
 static void conn_fd_cb(void *dev, int fd, uint32_t events);
 static bool conn_update_watch(struct vsock *v, struct conn *c);
 static void rx_run(struct vsock *v);
+static void listen_cb(void *dev, int fd, uint32_t events);
+static void timer_arm(struct vsock *v);
 
 static uint64_t now_ns(void)
 {
@@ -446,6 +460,12 @@ static void conn_close_fd(struct vsock *v, struct conn *c)
 		v->by_fd[c->fd] = NULL;
 	close(c->fd);
 	c->fd = -1;
+	if (v->listen_paused) {
+		/* An fd is free again: accept the waiting host clients. */
+		if (v->svc->watch_fd(v->h, v->listen_fd, SMVMM_FD_IN,
+				     listen_cb) == 0)
+			v->listen_paused = false;
+	}
 }
 
 static void list_del_ctl(struct vsock *v, struct conn *c)
@@ -594,6 +614,14 @@ static void timer_cb(void *dev, int fd, uint32_t events)
 			    "(state %d)", c->host_port, c->guest_port,
 			    (int)c->state);
 		conn_kill(v, c, true);
+	}
+	if (v->listen_paused) {
+		if (now >= v->listen_retry_ns &&
+		    v->svc->watch_fd(v->h, v->listen_fd, SMVMM_FD_IN,
+				     listen_cb) == 0)
+			v->listen_paused = false;
+		else
+			any = true; /* keep ticking until re-armed */
 	}
 	if (!any) {
 		struct itimerspec its = { 0 };
@@ -1329,16 +1357,43 @@ static void listen_cb(void *dev, int fd, uint32_t events)
 		struct conn *c;
 
 		if (cfd < 0) {
-			if (errno != EAGAIN && errno != EINTR &&
-			    errno != ECONNABORTED)
-				v->svc->log(v->h, SMVMM_LOG_WARN, "accept: %s",
-					    strerror(errno));
+			int e = errno;
+
+			if (e == EAGAIN) {
+				/* Backlog drained: any fd shortage is over. */
+				v->accept_err_logged = false;
+				return;
+			}
+			if (e == EINTR || e == ECONNABORTED)
+				continue;
+			if (!v->accept_err_logged) {
+				v->accept_err_logged = true;
+				v->svc->log(v->h, SMVMM_LOG_WARN,
+					    "accept on %s: %s; host connections "
+					    "wait until one closes%s",
+					    v->uds_path, strerror(e),
+					    e == EMFILE ? " (RLIMIT_NOFILE)"
+							: "");
+			}
+			/*
+			 * The listener stays readable while the client waits
+			 * in the backlog: stop watching it (a level-triggered
+			 * watch would spin) until a connection of ours closes
+			 * or the retry timer fires.
+			 */
+			if (v->svc->unwatch_fd(v->h, fd) == 0) {
+				v->listen_paused = true;
+				v->listen_retry_ns =
+					now_ns() + VSOCK_ACCEPT_RETRY_MS *
+							   1000000ULL;
+				timer_arm(v);
+			}
 			return;
 		}
-		if (v->nconns >= VSOCK_MAX_CONNS) {
+		if (v->nconns >= v->max_conns) {
 			v->svc->log(v->h, SMVMM_LOG_DEBUG,
 				    "connection limit (%u) reached: host "
-				    "connection refused", VSOCK_MAX_CONNS);
+				    "connection refused", v->max_conns);
 			close(cfd);
 			continue;
 		}
@@ -1390,7 +1445,7 @@ static void tx_request(struct vsock *v, const struct vsock_hdr *h,
 		conn_kill(v, c, true);
 		return;
 	}
-	if (v->nconns >= VSOCK_MAX_CONNS) {
+	if (v->nconns >= v->max_conns) {
 		orphan_rst(v, h->dst_port, h->src_port);
 		return;
 	}
@@ -1922,6 +1977,47 @@ static void vsock_destroy(void *dev)
 	free(v);
 }
 
+/* Open fds of this process now (/proc/self/fd), or 0 if unknown. */
+static unsigned int open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	unsigned int n = 0;
+
+	if (!d)
+		return 0;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n > 3 ? n - 3 : 0; /* ".", ".." and the DIR's own fd */
+}
+
+/*
+ * Every connection holds one host socket.  smvmm raises RLIMIT_NOFILE to the
+ * hard limit at start-up; if VSOCK_MAX_CONNS still does not fit next to the
+ * fds open now plus a reserve for the rest of the VMM, clamp the cap and say
+ * so (accept's EMFILE is handled too, but a cap refuses cleanly).
+ */
+static void size_conn_cap(struct vsock *v)
+{
+	struct rlimit rl;
+	uint64_t room, need;
+
+	v->max_conns = VSOCK_MAX_CONNS;
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur == RLIM_INFINITY)
+		return;
+	need = (uint64_t)open_fds() + VSOCK_FD_RESERVE;
+	room = rl.rlim_cur > need ? rl.rlim_cur - need : 0;
+	if (room >= VSOCK_MAX_CONNS)
+		return;
+	v->max_conns = room ? (unsigned int)room : 1;
+	v->svc->log(v->h, SMVMM_LOG_WARN,
+		    "RLIMIT_NOFILE is %llu: at most %u connections instead of "
+		    "%u (raise the limit, e.g. ulimit -n %llu)",
+		    (unsigned long long)rl.rlim_cur, v->max_conns,
+		    VSOCK_MAX_CONNS,
+		    (unsigned long long)(need + VSOCK_MAX_CONNS));
+}
+
 static int vsock_create(const struct smvmm_host_services *svc,
 			struct smvmm_host *h, struct smvmm_device_info *info,
 			void **devp)
@@ -1940,6 +2036,7 @@ static int vsock_create(const struct smvmm_host_services *svc,
 	ret = parse_config(v);
 	if (ret)
 		goto err;
+	size_conn_cap(v);
 	v->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	v->timer_fd = timerfd_create(CLOCK_MONOTONIC,
 				     TFD_NONBLOCK | TFD_CLOEXEC);
