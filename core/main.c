@@ -289,6 +289,9 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGQUIT);
 	pthread_sigmask(SIG_BLOCK, &set, &oldset);
 
+	/* --check and --dump-acpi never run the devices: they must not
+	 * touch the file system (check_only service). */
+	m.check_only = check || acpi_dir;
 	rc = vm_new(&m, &vm, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "smvmm: %s\n", err);

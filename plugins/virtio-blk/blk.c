@@ -384,7 +384,9 @@ static int blk_parse_config(struct blk *b)
 	const struct smvmm_host_services *svc = b->svc;
 	const char *v;
 
-	v = svc->config_get(b->h, "path");
+	/* Relative to the INI file (hosts before config_path: as given). */
+	v = SMVMM_SVC_HAS(svc, config_path) ? svc->config_path(b->h, "path")
+					    : svc->config_get(b->h, "path");
 	if (!v || !*v) {
 		svc->config_error(b->h, "path",
 				  "required: the raw image file or block device");

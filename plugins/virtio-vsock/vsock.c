@@ -9,7 +9,10 @@
  *   guest_cid = <n>    the guest's context id, 3 .. 0xfffffffe (u32;
  *                      config space holds it as le64, §5.10.4)
  *   uds_path  = <path> the host listening socket (created here; a stale
- *                      socket file is replaced, any other file is refused)
+ *                      socket file is replaced; a socket somebody listens
+ *                      on and any other file are refused; relative to the
+ *                      INI file; with check_only nothing is created or
+ *                      removed)
  *
  * Host-initiated: a host program connects to uds_path and sends
  * "CONNECT <port>\n"; we send OP_REQUEST from a fresh local port (>= 2^30)
@@ -260,7 +263,10 @@ static uint64_t now_ns(void)
 static int parse_config(struct vsock *v)
 {
 	const char *cid = v->svc->config_get(v->h, "guest_cid");
-	const char *path = v->svc->config_get(v->h, "uds_path");
+	/* Relative to the INI file (hosts before config_path: as given). */
+	const char *path = SMVMM_SVC_HAS(v->svc, config_path)
+				   ? v->svc->config_path(v->h, "uds_path")
+				   : v->svc->config_get(v->h, "uds_path");
 	unsigned long long n;
 	char *end;
 	size_t len;
@@ -310,31 +316,90 @@ static int parse_config(struct vsock *v)
 	return 0;
 }
 
+/*
+ * Is somebody listening on the socket file at uds_path?  1 yes (connect
+ * succeeded, or the backlog is full), 0 no (a stale file: ECONNREFUSED, or
+ * it vanished), -errno when we cannot tell.  Only connects: the file is not
+ * touched (the check_only rule holds).
+ */
+static int socket_in_use(struct vsock *v)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, ret;
+
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	memcpy(sa.sun_path, v->uds_path, strlen(v->uds_path) + 1);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+		ret = 1;
+	else if (errno == EAGAIN || errno == EINPROGRESS)
+		ret = 1; /* a listener whose backlog is full */
+	else if (errno == ECONNREFUSED || errno == ENOENT)
+		ret = 0;
+	else
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+/*
+ * What is at uds_path may be replaced?  0: nothing there, or a stale
+ * socket (removed unless check_only).  A socket somebody listens on (the
+ * uds_path of another running VM) and anything that is not a socket are
+ * refused, naming the key.
+ */
+static int uds_path_free(struct vsock *v, bool check_only)
+{
+	struct stat st;
+	int ret;
+
+	if (lstat(v->uds_path, &st) < 0)
+		return 0;
+	if (!S_ISSOCK(st.st_mode)) {
+		v->svc->config_error(v->h, "uds_path",
+				     "%s exists and is not a socket; "
+				     "refusing to replace it", v->uds_path);
+		return -EEXIST;
+	}
+	ret = socket_in_use(v);
+	if (ret == 1) {
+		v->svc->config_error(v->h, "uds_path",
+				     "\"%s\" is in use by another process "
+				     "(something accepts connections on it); "
+				     "refusing to replace it", v->uds_path);
+		return -EADDRINUSE;
+	}
+	if (ret < 0) {
+		v->svc->config_error(v->h, "uds_path",
+				     "cannot tell whether \"%s\" is in use: "
+				     "%s; refusing to replace it", v->uds_path,
+				     strerror(-ret));
+		return ret;
+	}
+	if (check_only)
+		return 0; /* stale: the real start will replace it */
+	/* A stale socket of an earlier run (nobody can bind to it again
+	 * while it exists). */
+	if (unlink(v->uds_path) < 0 && errno != ENOENT) {
+		ret = -errno;
+		v->svc->config_error(v->h, "uds_path",
+				     "cannot remove the stale socket %s: %s",
+				     v->uds_path, strerror(errno));
+		return ret;
+	}
+	return 0;
+}
+
 static int make_listener(struct vsock *v)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct stat st;
 	int fd, ret;
 
-	if (lstat(v->uds_path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			v->svc->config_error(v->h, "uds_path",
-					     "%s exists and is not a socket; "
-					     "refusing to replace it",
-					     v->uds_path);
-			return -EEXIST;
-		}
-		/* A stale socket of an earlier run (nobody can bind to it
-		 * again while it exists). */
-		if (unlink(v->uds_path) < 0 && errno != ENOENT) {
-			ret = -errno;
-			v->svc->config_error(v->h, "uds_path",
-					     "cannot remove the stale socket "
-					     "%s: %s", v->uds_path,
-					     strerror(errno));
-			return ret;
-		}
-	}
+	ret = uds_path_free(v, false);
+	if (ret)
+		return ret;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		ret = -errno;
@@ -2046,14 +2111,21 @@ static int vsock_create(const struct smvmm_host_services *svc,
 			 strerror(errno));
 		goto err;
 	}
-	ret = make_listener(v);
-	if (ret)
-		goto err;
+	if (SMVMM_SVC_HAS(svc, check_only) && svc->check_only(h)) {
+		/* --check: validate uds_path, create or remove nothing. */
+		ret = uds_path_free(v, true);
+		if (ret)
+			goto err;
+	} else {
+		ret = make_listener(v);
+		if (ret)
+			goto err;
+	}
 	/* Watched for the device's lifetime (unwatched in destroy). */
 	ret = svc->watch_fd(h, v->kick_fd, SMVMM_FD_IN, kick_cb);
 	if (!ret)
 		ret = svc->watch_fd(h, v->timer_fd, SMVMM_FD_IN, timer_cb);
-	if (!ret)
+	if (!ret && v->listen_fd >= 0)
 		ret = svc->watch_fd(h, v->listen_fd, SMVMM_FD_IN, listen_cb);
 	if (ret) {
 		svc->log(h, SMVMM_LOG_ERROR, "watch_fd: %s", strerror(-ret));

@@ -217,6 +217,40 @@ START_TEST(config_errors)
 }
 END_TEST
 
+START_TEST(live_socket_not_replaced)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char p[200];
+	const char *e;
+	struct stat st0, st1;
+	int lfd, cfd;
+
+	mk_tmp();
+	/* Another VM listening on uds_path: refused, its socket left. */
+	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", uds);
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(lfd, 8), 0);
+	ck_assert_int_eq(stat(uds, &st0), 0);
+	snprintf(p, sizeof(p), "uds_path=%s", uds);
+	e = new_fails(p, "guest_cid=3");
+	ck_assert_msg(strstr(e, "[device.devtest] uds_path") &&
+		      strstr(e, "is in use by another process") &&
+		      strstr(e, uds), "%s", e);
+	ck_assert_int_eq(stat(uds, &st1), 0);
+	ck_assert(S_ISSOCK(st1.st_mode) && st1.st_ino == st0.st_ino);
+	/* ... and it still works for its owner. */
+	cfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(connect(cfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	close(cfd);
+	close(lfd);
+	/* Once nobody listens, the stale socket is replaced. */
+	struct devtest *t = vs_new(false);
+	devtest_free(t);
+	rm_tmp();
+}
+END_TEST
+
 START_TEST(config_space_and_stale_socket)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -1174,6 +1208,7 @@ static Suite *vsock_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, config_errors);
 	tcase_add_test(tc, config_space_and_stale_socket);
+	tcase_add_test(tc, live_socket_not_replaced);
 	tcase_add_test(tc, guest_connect_and_data);
 	tcase_add_test(tc, guest_connect_refused);
 	tcase_add_test(tc, host_connect_and_data);
