@@ -2019,6 +2019,9 @@ static void vsock_destroy(void *dev)
 	struct vsock *v = dev;
 	struct stat st;
 
+	/* Closing the connections below must not re-arm a paused listener
+	 * (watch_fd after the core dropped our watches). */
+	v->listen_paused = false;
 	rx_spare_drop(v);
 	conns_detach_all(v);
 	zombies_close(v);
