@@ -20,6 +20,7 @@
 
 #include "device.h"
 #include "evloop.h"
+#include "machine.h" /* machine_dir_of, machine_join_path */
 
 /* ---- logging ---------------------------------------------------------- */
 
@@ -365,6 +366,38 @@ out:
 	return rc;
 }
 
+/* One place for "relative to the INI file": machine.c's [boot] rules. */
+static const char *svc_config_path(struct smvmm_host *h, const char *key)
+{
+	const struct device_kv *kv = find_kv(h, key);
+	char *dir, *p = NULL, **n;
+
+	if (!kv || !kv->value)
+		return NULL;
+	if (kv->value[0] == '/' || !kv->value[0])
+		return kv->value;
+	dir = machine_dir_of(h->file ? h->file : ".");
+	if (!dir || machine_join_path(dir, kv->value, &p)) {
+		free(dir);
+		return kv->value; /* out of memory / too long: the plugin's
+				     open reports it */
+	}
+	free(dir);
+	n = realloc(h->paths, (h->npaths + 1) * sizeof(*n));
+	if (!n) {
+		free(p);
+		return kv->value;
+	}
+	h->paths = n;
+	h->paths[h->npaths++] = p;
+	return p;
+}
+
+static int svc_check_only(struct smvmm_host *h)
+{
+	return h->check_only ? 1 : 0;
+}
+
 const struct smvmm_host_services smvmm_host_services_v1 = {
 	.struct_size = sizeof(struct smvmm_host_services),
 	.log = svc_log,
@@ -378,6 +411,8 @@ const struct smvmm_host_services smvmm_host_services_v1 = {
 	.needs_reset = svc_needs_reset,
 	.watch_fd = svc_watch_fd,
 	.unwatch_fd = svc_unwatch_fd,
+	.config_path = svc_config_path,
+	.check_only = svc_check_only,
 };
 
 /* ---- lifecycle -------------------------------------------------------- */
@@ -598,5 +633,10 @@ void device_destroy(struct smvmm_host *h)
 		pthread_mutex_destroy(&h->q[i].lock);
 	}
 	h->nr_queues = 0;
+	for (unsigned int i = 0; i < h->npaths; i++)
+		free(h->paths[i]);
+	free(h->paths);
+	h->paths = NULL;
+	h->npaths = 0;
 	pthread_mutex_destroy(&h->lock);
 }

@@ -84,6 +84,13 @@ struct smvmm_host {
 	 * virtio-mmio has one interrupt line; when set, the vq_notify service
 	 * calls it instead of raise(h, 1).  Takes no lock (like raise). */
 	void (*raise_vq)(struct smvmm_host *h, uint16_t q);
+
+	/* Appended.  check_only service: created for --check/--dump-acpi
+	 * only (set by the caller after device_host_init). */
+	bool check_only;
+	/* config_path results, freed by device_destroy. */
+	char **paths;
+	unsigned int npaths;
 };
 
 /* The services table given to every plugin's create(). */

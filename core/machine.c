@@ -315,27 +315,40 @@ static bool name_ok(const char *s, size_t max, const char *extra)
 	return true;
 }
 
-/* `v` relative to the INI file's directory, unless absolute.  malloc'd. */
-static int resolve_path(struct parse_ctx *c, const char *key, const char *v,
-			char **out)
+int machine_join_path(const char *dir, const char *v, char **out)
 {
 	char *p = NULL;
 	int n;
 
 	if (!*v)
-		return fail_key(c, key, "empty path");
+		return -EINVAL;
 	if (v[0] == '/')
 		n = asprintf(&p, "%s", v);
 	else
-		n = asprintf(&p, "%s/%s", c->m->dir, v);
+		n = asprintf(&p, "%s/%s", dir, v);
 	if (n < 0)
-		return fail_key(c, key, "out of memory");
+		return -ENOMEM;
 	if (n >= PATH_MAX) {
 		free(p);
-		return fail_key(c, key, "path longer than %d bytes",
-				PATH_MAX - 1);
+		return -ENAMETOOLONG;
 	}
 	*out = p;
+	return 0;
+}
+
+/* `v` relative to the INI file's directory, unless absolute.  malloc'd. */
+static int resolve_path(struct parse_ctx *c, const char *key, const char *v,
+			char **out)
+{
+	int rc = machine_join_path(c->m->dir, v, out);
+
+	if (rc == -EINVAL)
+		return fail_key(c, key, "empty path");
+	if (rc == -ENOMEM)
+		return fail_key(c, key, "out of memory");
+	if (rc)
+		return fail_key(c, key, "path longer than %d bytes",
+				PATH_MAX - 1);
 	return 0;
 }
 
@@ -344,7 +357,8 @@ static int check_readable_file(struct parse_ctx *c, const char *key,
 			       const char *path)
 {
 	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: opening a FIFO for reading would wait for a writer. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 
 	if (fd < 0)
 		return fail_key(c, key, "%s: %s", path, strerror(errno));
@@ -937,7 +951,9 @@ static int read_file(const char *path, char **buf, size_t *len, char *err,
 		     size_t errlen)
 {
 	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: a FIFO would block the open until a writer comes;
+	 * anything but a regular file is refused below anyway. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	int rc;
 
 	if (fd < 0) {
@@ -955,6 +971,7 @@ static int read_file(const char *path, char **buf, size_t *len, char *err,
 		snprintf(err, errlen, "%s: not a regular file", path);
 		goto err_close;
 	}
+	(void)fcntl(fd, F_SETFL, 0); /* plain blocking reads from here */
 	if (st.st_size > MACHINE_MAX_FILE) {
 		rc = -EFBIG;
 		snprintf(err, errlen, "%s: larger than %u bytes", path,
@@ -1014,7 +1031,7 @@ err_close:
 }
 
 /* The directory of `path`, absolute when it can be resolved. */
-static char *dir_of(const char *path)
+char *machine_dir_of(const char *path)
 {
 	const char *slash = strrchr(path, '/');
 	char *d, *abs;
@@ -1048,7 +1065,7 @@ static int load(const char *path, struct smvmm_machine *m, char *err,
 	}
 	memset(m, 0, sizeof(*m));
 	m->path = strdup(path);
-	m->dir = dir_of(path);
+	m->dir = machine_dir_of(path);
 	if (!m->path || !m->dir) {
 		snprintf(err, errlen, "%s: out of memory", path);
 		rc = -ENOMEM;

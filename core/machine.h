@@ -86,6 +86,10 @@ struct smvmm_machine {
 
 	struct machine_device dev[MACHINE_MAX_DEVICES];
 	unsigned int ndev;
+
+	bool check_only;        /* set by the caller: devices are created for
+				   --check/--dump-acpi only (check_only
+				   service); not read from the file */
 };
 
 /*
@@ -131,6 +135,17 @@ int machine_check_device_keys(const struct smvmm_machine *m,
  * the value exceeds 2^64 - 1 bytes.  *out is written only on success.
  */
 int machine_parse_size(const char *s, uint64_t *out);
+
+/*
+ * machine_dir_of: the directory of `path`, absolute when it can be resolved
+ * (realpath), malloc'd; NULL when out of memory.
+ * machine_join_path: `v` relative to `dir` unless absolute, malloc'd in
+ * *out; -EINVAL (empty), -ENAMETOOLONG (>= PATH_MAX), -ENOMEM.  These are
+ * the rules for [boot] kernel/initrd and, through the config_path service,
+ * for plugin path keys.
+ */
+char *machine_dir_of(const char *path);
+int machine_join_path(const char *dir, const char *v, char **out);
 
 /* machine_free: free everything; *m zeroed.  Safe on a zeroed *m. */
 void machine_free(struct smvmm_machine *m);

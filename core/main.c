@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <termios.h>
@@ -196,6 +197,22 @@ out:
 	return vm_finish(vm);
 }
 
+/*
+ * Once, at start-up: the soft RLIMIT_NOFILE up to the hard limit.  A vsock
+ * device alone may hold 1023 host sockets, more than the usual soft limit of
+ * 1024 leaves next to the VMM's own fds (smvmm uses poll/epoll, never
+ * select, so fds above 1023 are fine).
+ */
+static void raise_nofile_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -215,6 +232,7 @@ int main(int argc, char **argv)
 	sigset_t set, oldset;
 	int c, rc, status, serial_fd;
 
+	raise_nofile_limit();
 	if (argc > 1 && strcmp(argv[1], "vhost-user") == 0)
 		return vhost_user_main(argc - 1, argv + 1);
 
@@ -281,6 +299,9 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGQUIT);
 	pthread_sigmask(SIG_BLOCK, &set, &oldset);
 
+	/* --check and --dump-acpi never run the devices: they must not
+	 * touch the file system (check_only service). */
+	m.check_only = check || acpi_dir;
 	rc = vm_new(&m, &vm, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "smvmm: %s\n", err);

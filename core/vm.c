@@ -368,6 +368,7 @@ static int vm_load_devices(struct vm *vm, char *err, size_t errlen)
 			return rc;
 		device_host_init(&d->host, md->id, m->path, md->line, md->kv,
 				 md->nkv, &vm->mem, &vm->loop);
+		d->host.check_only = m->check_only;
 		rc = device_create(&d->host, &d->plugin.dev_ops, lerr,
 				   sizeof(lerr));
 		if (rc) {

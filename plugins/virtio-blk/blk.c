@@ -384,7 +384,9 @@ static int blk_parse_config(struct blk *b)
 	const struct smvmm_host_services *svc = b->svc;
 	const char *v;
 
-	v = svc->config_get(b->h, "path");
+	/* Relative to the INI file (hosts before config_path: as given). */
+	v = SMVMM_SVC_HAS(svc, config_path) ? svc->config_path(b->h, "path")
+					    : svc->config_get(b->h, "path");
 	if (!v || !*v) {
 		svc->config_error(b->h, "path",
 				  "required: the raw image file or block device");
@@ -495,7 +497,10 @@ static int blk_open(struct blk *b)
 	struct stat st;
 	int ret;
 
-	b->fd = open(b->path, flags);
+	/* O_NONBLOCK for the open only: a FIFO opened read-only would wait
+	 * for a writer; it is refused below like anything but a regular file
+	 * or a block device. */
+	b->fd = open(b->path, flags | O_NONBLOCK);
 	if (b->fd < 0) {
 		ret = -errno;
 		svc->config_error(b->h, "path", "cannot open \"%s\"%s: %s",
@@ -534,6 +539,12 @@ static int blk_open(struct blk *b)
 				  "\"%s\" is neither a regular file nor a "
 				  "block device", b->path);
 		return -EINVAL;
+	}
+	if (fcntl(b->fd, F_SETFL, 0) < 0) {
+		ret = -errno;
+		svc->config_error(b->h, "path", "\"%s\": fcntl: %s", b->path,
+				  strerror(errno));
+		return ret;
 	}
 
 	/*

@@ -9,7 +9,10 @@
  *   guest_cid = <n>    the guest's context id, 3 .. 0xfffffffe (u32;
  *                      config space holds it as le64, §5.10.4)
  *   uds_path  = <path> the host listening socket (created here; a stale
- *                      socket file is replaced, any other file is refused)
+ *                      socket file is replaced; a socket somebody listens
+ *                      on and any other file are refused; relative to the
+ *                      INI file; with check_only nothing is created or
+ *                      removed)
  *
  * Host-initiated: a host program connects to uds_path and sends
  * "CONNECT <port>\n"; we send OP_REQUEST from a fresh local port (>= 2^30)
@@ -55,7 +58,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -130,6 +135,12 @@ enum {
 					    connections, as Firecracker */
 #define VSOCK_LISTEN_BACKLOG 128
 #define VSOCK_FD_HASH 2048u              /* connection hash buckets */
+#define VSOCK_FD_RESERVE 64u             /* fds left to the rest of the VMM
+					    when the connection cap is
+					    clamped to RLIMIT_NOFILE */
+#define VSOCK_ACCEPT_RETRY_MS 1000u      /* listener paused by EMFILE: retry
+					    this often (and whenever one of
+					    our connections closes) */
 
 /* Pending control packets of a connection (sent when rx buffers exist). */
 #define CTL_REQUEST (1u << 0)
@@ -196,6 +207,10 @@ struct vsock {
 	int listen_fd;
 	dev_t listen_dev;
 	ino_t listen_ino;
+	bool listen_paused;          /* accept ran out of fds: not watched */
+	bool accept_err_logged;      /* once per episode (until EAGAIN) */
+	uint64_t listen_retry_ns;    /* paused: re-arm at this time */
+	unsigned int max_conns;      /* VSOCK_MAX_CONNS or RLIMIT_NOFILE's */
 	int kick_fd;                 /* eventfd: deferred work */
 	int timer_fd;
 	bool timer_armed;
@@ -232,6 +247,8 @@ struct vsock {
 static void conn_fd_cb(void *dev, int fd, uint32_t events);
 static bool conn_update_watch(struct vsock *v, struct conn *c);
 static void rx_run(struct vsock *v);
+static void listen_cb(void *dev, int fd, uint32_t events);
+static void timer_arm(struct vsock *v);
 
 static uint64_t now_ns(void)
 {
@@ -246,7 +263,10 @@ static uint64_t now_ns(void)
 static int parse_config(struct vsock *v)
 {
 	const char *cid = v->svc->config_get(v->h, "guest_cid");
-	const char *path = v->svc->config_get(v->h, "uds_path");
+	/* Relative to the INI file (hosts before config_path: as given). */
+	const char *path = SMVMM_SVC_HAS(v->svc, config_path)
+				   ? v->svc->config_path(v->h, "uds_path")
+				   : v->svc->config_get(v->h, "uds_path");
 	unsigned long long n;
 	char *end;
 	size_t len;
@@ -296,31 +316,90 @@ static int parse_config(struct vsock *v)
 	return 0;
 }
 
+/*
+ * Is somebody listening on the socket file at uds_path?  1 yes (connect
+ * succeeded, or the backlog is full), 0 no (a stale file: ECONNREFUSED, or
+ * it vanished), -errno when we cannot tell.  Only connects: the file is not
+ * touched (the check_only rule holds).
+ */
+static int socket_in_use(struct vsock *v)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, ret;
+
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	memcpy(sa.sun_path, v->uds_path, strlen(v->uds_path) + 1);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+		ret = 1;
+	else if (errno == EAGAIN || errno == EINPROGRESS)
+		ret = 1; /* a listener whose backlog is full */
+	else if (errno == ECONNREFUSED || errno == ENOENT)
+		ret = 0;
+	else
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+/*
+ * What is at uds_path may be replaced?  0: nothing there, or a stale
+ * socket (removed unless check_only).  A socket somebody listens on (the
+ * uds_path of another running VM) and anything that is not a socket are
+ * refused, naming the key.
+ */
+static int uds_path_free(struct vsock *v, bool check_only)
+{
+	struct stat st;
+	int ret;
+
+	if (lstat(v->uds_path, &st) < 0)
+		return 0;
+	if (!S_ISSOCK(st.st_mode)) {
+		v->svc->config_error(v->h, "uds_path",
+				     "%s exists and is not a socket; "
+				     "refusing to replace it", v->uds_path);
+		return -EEXIST;
+	}
+	ret = socket_in_use(v);
+	if (ret == 1) {
+		v->svc->config_error(v->h, "uds_path",
+				     "\"%s\" is in use by another process "
+				     "(something accepts connections on it); "
+				     "refusing to replace it", v->uds_path);
+		return -EADDRINUSE;
+	}
+	if (ret < 0) {
+		v->svc->config_error(v->h, "uds_path",
+				     "cannot tell whether \"%s\" is in use: "
+				     "%s; refusing to replace it", v->uds_path,
+				     strerror(-ret));
+		return ret;
+	}
+	if (check_only)
+		return 0; /* stale: the real start will replace it */
+	/* A stale socket of an earlier run (nobody can bind to it again
+	 * while it exists). */
+	if (unlink(v->uds_path) < 0 && errno != ENOENT) {
+		ret = -errno;
+		v->svc->config_error(v->h, "uds_path",
+				     "cannot remove the stale socket %s: %s",
+				     v->uds_path, strerror(errno));
+		return ret;
+	}
+	return 0;
+}
+
 static int make_listener(struct vsock *v)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct stat st;
 	int fd, ret;
 
-	if (lstat(v->uds_path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			v->svc->config_error(v->h, "uds_path",
-					     "%s exists and is not a socket; "
-					     "refusing to replace it",
-					     v->uds_path);
-			return -EEXIST;
-		}
-		/* A stale socket of an earlier run (nobody can bind to it
-		 * again while it exists). */
-		if (unlink(v->uds_path) < 0 && errno != ENOENT) {
-			ret = -errno;
-			v->svc->config_error(v->h, "uds_path",
-					     "cannot remove the stale socket "
-					     "%s: %s", v->uds_path,
-					     strerror(errno));
-			return ret;
-		}
-	}
+	ret = uds_path_free(v, false);
+	if (ret)
+		return ret;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		ret = -errno;
@@ -446,6 +525,12 @@ static void conn_close_fd(struct vsock *v, struct conn *c)
 		v->by_fd[c->fd] = NULL;
 	close(c->fd);
 	c->fd = -1;
+	if (v->listen_paused) {
+		/* An fd is free again: accept the waiting host clients. */
+		if (v->svc->watch_fd(v->h, v->listen_fd, SMVMM_FD_IN,
+				     listen_cb) == 0)
+			v->listen_paused = false;
+	}
 }
 
 static void list_del_ctl(struct vsock *v, struct conn *c)
@@ -594,6 +679,14 @@ static void timer_cb(void *dev, int fd, uint32_t events)
 			    "(state %d)", c->host_port, c->guest_port,
 			    (int)c->state);
 		conn_kill(v, c, true);
+	}
+	if (v->listen_paused) {
+		if (now >= v->listen_retry_ns &&
+		    v->svc->watch_fd(v->h, v->listen_fd, SMVMM_FD_IN,
+				     listen_cb) == 0)
+			v->listen_paused = false;
+		else
+			any = true; /* keep ticking until re-armed */
 	}
 	if (!any) {
 		struct itimerspec its = { 0 };
@@ -1329,16 +1422,43 @@ static void listen_cb(void *dev, int fd, uint32_t events)
 		struct conn *c;
 
 		if (cfd < 0) {
-			if (errno != EAGAIN && errno != EINTR &&
-			    errno != ECONNABORTED)
-				v->svc->log(v->h, SMVMM_LOG_WARN, "accept: %s",
-					    strerror(errno));
+			int e = errno;
+
+			if (e == EAGAIN) {
+				/* Backlog drained: any fd shortage is over. */
+				v->accept_err_logged = false;
+				return;
+			}
+			if (e == EINTR || e == ECONNABORTED)
+				continue;
+			if (!v->accept_err_logged) {
+				v->accept_err_logged = true;
+				v->svc->log(v->h, SMVMM_LOG_WARN,
+					    "accept on %s: %s; host connections "
+					    "wait until one closes%s",
+					    v->uds_path, strerror(e),
+					    e == EMFILE ? " (RLIMIT_NOFILE)"
+							: "");
+			}
+			/*
+			 * The listener stays readable while the client waits
+			 * in the backlog: stop watching it (a level-triggered
+			 * watch would spin) until a connection of ours closes
+			 * or the retry timer fires.
+			 */
+			if (v->svc->unwatch_fd(v->h, fd) == 0) {
+				v->listen_paused = true;
+				v->listen_retry_ns =
+					now_ns() + VSOCK_ACCEPT_RETRY_MS *
+							   1000000ULL;
+				timer_arm(v);
+			}
 			return;
 		}
-		if (v->nconns >= VSOCK_MAX_CONNS) {
+		if (v->nconns >= v->max_conns) {
 			v->svc->log(v->h, SMVMM_LOG_DEBUG,
 				    "connection limit (%u) reached: host "
-				    "connection refused", VSOCK_MAX_CONNS);
+				    "connection refused", v->max_conns);
 			close(cfd);
 			continue;
 		}
@@ -1390,7 +1510,7 @@ static void tx_request(struct vsock *v, const struct vsock_hdr *h,
 		conn_kill(v, c, true);
 		return;
 	}
-	if (v->nconns >= VSOCK_MAX_CONNS) {
+	if (v->nconns >= v->max_conns) {
 		orphan_rst(v, h->dst_port, h->src_port);
 		return;
 	}
@@ -1899,6 +2019,9 @@ static void vsock_destroy(void *dev)
 	struct vsock *v = dev;
 	struct stat st;
 
+	/* Closing the connections below must not re-arm a paused listener
+	 * (watch_fd after the core dropped our watches). */
+	v->listen_paused = false;
 	rx_spare_drop(v);
 	conns_detach_all(v);
 	zombies_close(v);
@@ -1922,6 +2045,47 @@ static void vsock_destroy(void *dev)
 	free(v);
 }
 
+/* Open fds of this process now (/proc/self/fd), or 0 if unknown. */
+static unsigned int open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	unsigned int n = 0;
+
+	if (!d)
+		return 0;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n > 3 ? n - 3 : 0; /* ".", ".." and the DIR's own fd */
+}
+
+/*
+ * Every connection holds one host socket.  smvmm raises RLIMIT_NOFILE to the
+ * hard limit at start-up; if VSOCK_MAX_CONNS still does not fit next to the
+ * fds open now plus a reserve for the rest of the VMM, clamp the cap and say
+ * so (accept's EMFILE is handled too, but a cap refuses cleanly).
+ */
+static void size_conn_cap(struct vsock *v)
+{
+	struct rlimit rl;
+	uint64_t room, need;
+
+	v->max_conns = VSOCK_MAX_CONNS;
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur == RLIM_INFINITY)
+		return;
+	need = (uint64_t)open_fds() + VSOCK_FD_RESERVE;
+	room = rl.rlim_cur > need ? rl.rlim_cur - need : 0;
+	if (room >= VSOCK_MAX_CONNS)
+		return;
+	v->max_conns = room ? (unsigned int)room : 1;
+	v->svc->log(v->h, SMVMM_LOG_WARN,
+		    "RLIMIT_NOFILE is %llu: at most %u connections instead of "
+		    "%u (raise the limit, e.g. ulimit -n %llu)",
+		    (unsigned long long)rl.rlim_cur, v->max_conns,
+		    VSOCK_MAX_CONNS,
+		    (unsigned long long)(need + VSOCK_MAX_CONNS));
+}
+
 static int vsock_create(const struct smvmm_host_services *svc,
 			struct smvmm_host *h, struct smvmm_device_info *info,
 			void **devp)
@@ -1940,6 +2104,7 @@ static int vsock_create(const struct smvmm_host_services *svc,
 	ret = parse_config(v);
 	if (ret)
 		goto err;
+	size_conn_cap(v);
 	v->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	v->timer_fd = timerfd_create(CLOCK_MONOTONIC,
 				     TFD_NONBLOCK | TFD_CLOEXEC);
@@ -1949,14 +2114,21 @@ static int vsock_create(const struct smvmm_host_services *svc,
 			 strerror(errno));
 		goto err;
 	}
-	ret = make_listener(v);
-	if (ret)
-		goto err;
+	if (SMVMM_SVC_HAS(svc, check_only) && svc->check_only(h)) {
+		/* --check: validate uds_path, create or remove nothing. */
+		ret = uds_path_free(v, true);
+		if (ret)
+			goto err;
+	} else {
+		ret = make_listener(v);
+		if (ret)
+			goto err;
+	}
 	/* Watched for the device's lifetime (unwatched in destroy). */
 	ret = svc->watch_fd(h, v->kick_fd, SMVMM_FD_IN, kick_cb);
 	if (!ret)
 		ret = svc->watch_fd(h, v->timer_fd, SMVMM_FD_IN, timer_cb);
-	if (!ret)
+	if (!ret && v->listen_fd >= 0)
 		ret = svc->watch_fd(h, v->listen_fd, SMVMM_FD_IN, listen_cb);
 	if (ret) {
 		svc->log(h, SMVMM_LOG_ERROR, "watch_fd: %s", strerror(-ret));

@@ -148,5 +148,51 @@ printf '[boot]\nkernel = %s\n' "$tmp/garbage.bin" >"$tmp/garbage.ini"
 check "random bytes as kernel: exit 1 naming the file ($(head -1 "$tmp/garbage.out"))" \
 	[ $rc = 1 ] && grep -q 'garbage.bin' "$tmp/garbage.out"
 
+# A FIFO (or anything but a regular file) as the machine description, the
+# kernel, the initrd or a read-only disk image is refused at once, naming the
+# file; opening it must not block waiting for a writer.
+mkfifo "$tmp/fifo"
+expect_fifo() { # name, expected regex, smvmm args...
+	local name=$1 re=$2; shift 2
+	timeout -s KILL 10 "$B/smvmm" "$@" </dev/null >"$tmp/$name.out" 2>&1; local rc=$?
+	if [ $rc = 1 ] && grep -qE -- "$re" "$tmp/$name.out"; then ok "$name: $(head -1 "$tmp/$name.out")"
+	elif [ $rc = 137 ]; then bad "$name: hung (killed after 10 s)"
+	else bad "$name: exit $rc, expected /$re/, got: $(head -3 "$tmp/$name.out")"; fi
+}
+expect_fifo fifo-config "$tmp/fifo: not a regular file" -c "$tmp/fifo"
+expect_fifo fifo-config-check "$tmp/fifo: not a regular file" --check -c "$tmp/fifo"
+printf '[boot]\nkernel = %s\n' "$tmp/fifo" >"$tmp/fifo-kernel.ini"
+expect_fifo fifo-kernel "fifo-kernel.ini:2: \[boot\] kernel: $tmp/fifo: not a regular file" -c "$tmp/fifo-kernel.ini"
+printf '[boot]\nkernel = %s\ninitrd = fifo\n' "$B/probe.elf" >"$tmp/fifo-initrd.ini"
+expect_fifo fifo-initrd "fifo-initrd.ini:3: \[boot\] initrd: $tmp/fifo: not a regular file" --check -c "$tmp/fifo-initrd.ini"
+printf '[boot]\n%s\n[device.d]\ntype = virtio-blk\npath = %s\nreadonly = on\n' "$K" "$tmp/fifo" >"$tmp/fifo-disk.ini"
+expect_fifo fifo-disk "fifo-disk.ini:5: \[device.d\] path: .*neither a regular file nor a block device" --check -c "$tmp/fifo-disk.ini"
+
+# Device paths are relative to the INI file, not the working directory, and
+# --check touches no file: a stale vsock socket is left, a live one (another
+# VM's) is reported and left.
+mkdir -p "$tmp/rel"
+truncate -s 1M "$tmp/rel/disk.raw"
+printf '[boot]\n%s\n[device.d]\ntype = virtio-blk\npath = disk.raw\n[device.v]\ntype = virtio-vsock\nguest_cid = 3\nuds_path = v.sock\n' "$K" >"$tmp/rel/m.ini"
+(cd / && "$B/smvmm" --check -c "$tmp/rel/m.ini") >"$tmp/rel.out" 2>&1; rc=$?
+check "relative device paths from another cwd: --check exits 0 ($(head -1 "$tmp/rel.out"))" [ $rc = 0 ]
+check "--check created no vsock socket" test ! -e "$tmp/rel/v.sock" -a ! -e /v.sock
+python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])' "$tmp/rel/v.sock"
+(cd / && "$B/smvmm" --check -c "$tmp/rel/m.ini") >"$tmp/rel2.out" 2>&1; rc=$?
+check "--check with a stale vsock socket: exit 0 ($(head -1 "$tmp/rel2.out"))" [ $rc = 0 ]
+check "--check left the stale socket alone" test -S "$tmp/rel/v.sock"
+rm -f "$tmp/rel/v.sock"
+python3 -c 'import socket,sys,time; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(8); open(sys.argv[1]+".up","w").close(); time.sleep(30)' "$tmp/rel/v.sock" &
+lpid=$!
+for _ in $(seq 100); do [ -e "$tmp/rel/v.sock.up" ] && break; sleep 0.05; done
+cd /
+timeout -s KILL 10 "$B/smvmm" --check -c "$tmp/rel/m.ini" >"$tmp/rel3.out" 2>&1; rc=$?
+check "--check with a live vsock socket: exit 1 ($(head -1 "$tmp/rel3.out"))" [ $rc = 1 ]
+check "--check with a live vsock socket: the error names file, line, key" \
+	grep -q "m.ini:9: \[device.v\] uds_path: \"$tmp/rel/v.sock\" is in use by another process" "$tmp/rel3.out"
+check "the live socket is left alone" [ -S "$tmp/rel/v.sock" ]
+cd - >/dev/null
+kill "$lpid" 2>/dev/null; wait "$lpid" 2>/dev/null
+
 echo "$((n - fail)) passed, $fail failed"
 [ $fail = 0 ]

@@ -217,6 +217,40 @@ START_TEST(config_errors)
 }
 END_TEST
 
+START_TEST(live_socket_not_replaced)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char p[200];
+	const char *e;
+	struct stat st0, st1;
+	int lfd, cfd;
+
+	mk_tmp();
+	/* Another VM listening on uds_path: refused, its socket left. */
+	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", uds);
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(lfd, 8), 0);
+	ck_assert_int_eq(stat(uds, &st0), 0);
+	snprintf(p, sizeof(p), "uds_path=%s", uds);
+	e = new_fails(p, "guest_cid=3");
+	ck_assert_msg(strstr(e, "[device.devtest] uds_path") &&
+		      strstr(e, "is in use by another process") &&
+		      strstr(e, uds), "%s", e);
+	ck_assert_int_eq(stat(uds, &st1), 0);
+	ck_assert(S_ISSOCK(st1.st_mode) && st1.st_ino == st0.st_ino);
+	/* ... and it still works for its owner. */
+	cfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(connect(cfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	close(cfd);
+	close(lfd);
+	/* Once nobody listens, the stale socket is replaced. */
+	struct devtest *t = vs_new(false);
+	devtest_free(t);
+	rm_tmp();
+}
+END_TEST
+
 START_TEST(config_space_and_stale_socket)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -979,6 +1013,118 @@ START_TEST(connection_cap)
 }
 END_TEST
 
+/*
+ * accept() failing with EMFILE leaves the listener readable: the device
+ * must stop watching it (no busy loop, one log line) and accept the waiting
+ * client once one of its connections closes.
+ */
+#define EMFILE_CLIENTS 40
+START_TEST(accept_emfile_no_spin)
+{
+	struct rlimit rl, low;
+	struct devtest *t;
+	struct vdrv *d;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int cl[EMFILE_CLIENTS], logfd, saved_err, lowest, pending = -1;
+	uint32_t first_lport = 0;
+	char logpath[128], line[64], ok[64];
+	int calls = 0, accepted = 0;
+
+	mk_tmp();
+	d = vd_up(&t, false);
+	d->listen[d->nlisten++] = 60;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", uds);
+	/* Every fd the test needs, before the limit goes down. */
+	for (int i = 0; i < EMFILE_CLIENTS; i++) {
+		cl[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		ck_assert_int_ge(cl[i], 0);
+	}
+	snprintf(logpath, sizeof(logpath), "%s/log", tmpdir);
+	logfd = open(logpath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ck_assert_int_ge(logfd, 0);
+	saved_err = dup(2);
+	ck_assert_int_ge(saved_err, 0);
+	lowest = dup(0);
+	ck_assert_int_ge(lowest, 0);
+	close(lowest);
+	/* The device may open about 4 more sockets. */
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	low = rl;
+	low.rlim_cur = (rlim_t)lowest + 4;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+	fflush(stderr);
+	dup2(logfd, 2);
+
+	for (int i = 0; i < EMFILE_CLIENTS; i++) {
+		ssize_t n;
+		unsigned int p;
+
+		ck_assert_int_eq(connect(cl[i], (struct sockaddr *)&sa,
+					 sizeof(sa)), 0);
+		snprintf(line, sizeof(line), "CONNECT 60\n");
+		ck_assert_int_eq(write(cl[i], line, strlen(line)),
+				 (ssize_t)strlen(line));
+		n = host_read_wait(d, cl[i], ok, sizeof(ok) - 1, 300);
+		if (n <= 0) {
+			pending = i; /* waits in the backlog: EMFILE */
+			break;
+		}
+		ok[n] = 0;
+		ck_assert_int_eq(sscanf(ok, "OK %u", &p), 1);
+		if (!first_lport)
+			first_lport = p;
+		accepted++;
+	}
+	ck_assert_msg(pending > 0, "pending %d, accepted %d", pending,
+		      accepted);
+
+	/* No busy loop: with the listener paused, the event loop has next
+	 * to nothing to dispatch (the 100 ms tick at most). */
+	for (int i = 0; i < 200; i++) {
+		int r = devtest_run_io(t, 0);
+
+		if (r > 0)
+			calls += r;
+	}
+
+	/* A guest RST closes a connection: the waiting client gets in. */
+	struct vd_conn *c = vd_find(d, 60, first_lport);
+	ck_assert(c);
+	vd_send(d, c, VD_OP_RST, 0, NULL, 0);
+	vd_release(c);
+	ssize_t n = host_read_wait(d, cl[pending], ok, sizeof(ok) - 1, 3000);
+
+	fflush(stderr);
+	dup2(saved_err, 2);
+	close(saved_err);
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+
+	ck_assert_msg(calls < 50, "%d callbacks in 200 idle loop runs: the "
+		      "listener spins", calls);
+	ck_assert_msg(n > 0 && !strncmp(ok, "OK ", 3),
+		      "waiting client not accepted after a close (%zd)", n);
+	/* One warning for the episode. */
+	FILE *f = fdopen(logfd, "r");
+	char buf[512];
+	int warnings = 0, lines = 0;
+
+	ck_assert(f);
+	rewind(f);
+	while (fgets(buf, sizeof(buf), f)) {
+		lines++;
+		if (strstr(buf, "accept"))
+			warnings++;
+	}
+	fclose(f);
+	ck_assert_msg(warnings == 1, "%d accept warnings in %d log lines",
+		      warnings, lines);
+	for (int i = 0; i < EMFILE_CLIENTS; i++)
+		close(cl[i]);
+	vd_down(t, d);
+	rm_tmp();
+}
+END_TEST
+
 /* ---- reset, snapshot ---------------------------------------------------------- */
 
 START_TEST(device_reset_closes_connections)
@@ -1062,6 +1208,7 @@ static Suite *vsock_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, config_errors);
 	tcase_add_test(tc, config_space_and_stale_socket);
+	tcase_add_test(tc, live_socket_not_replaced);
 	tcase_add_test(tc, guest_connect_and_data);
 	tcase_add_test(tc, guest_connect_refused);
 	tcase_add_test(tc, host_connect_and_data);
@@ -1076,6 +1223,7 @@ static Suite *vsock_suite(void)
 	tcase_add_test(tc, malformed_headers);
 	tcase_add_test(tc, rx_buffers_split_and_tiny);
 	tcase_add_test(tc, connection_cap);
+	tcase_add_test(tc, accept_emfile_no_spin);
 	tcase_add_test(tc, device_reset_closes_connections);
 	tcase_add_test(tc, transport_reset_after_restore);
 	suite_add_tcase(s, tc);

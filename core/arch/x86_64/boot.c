@@ -310,7 +310,8 @@ static int open_initrd(struct kctx *k)
 	k->isize = 0;
 	if (!path)
 		return 0;
-	k->ifd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO must not block the open (refused below). */
+	k->ifd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (k->ifd < 0) {
 		int ret = -errno;
 
@@ -909,7 +910,8 @@ int x86_boot_load_info(struct gmem *m, const struct x86_boot_cfg *cfg,
 		return fail(&k, -E2BIG, "cmdline longer than %llu bytes",
 			    (unsigned long long)(X86_CMDLINE_MAX - 1));
 
-	k.fd = open(cfg->kernel, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO must not block the open (refused below). */
+	k.fd = open(cfg->kernel, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (k.fd < 0)
 		return fail(&k, -errno, "%s", strerror(errno));
 	if (fstat(k.fd, &st)) {

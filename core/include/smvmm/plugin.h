@@ -197,7 +197,36 @@ struct smvmm_host_services {
 	 * will not run again.  Main or I/O thread.
 	 */
 	int (*unwatch_fd)(struct smvmm_host *h, int fd);
+
+	/*
+	 * Appended after ABI 1.0 (no minor bump: a plugin calls these only
+	 * when struct_size covers them, SMVMM_SVC_HAS(svc, field); older
+	 * hosts lack them).
+	 */
+
+	/*
+	 * config_path (since: services table growth 1): like config_get, but
+	 * a relative value is resolved against the directory of the file the
+	 * [device.<id>] section is in (as [boot] kernel is), so the path does
+	 * not depend on smvmm's working directory.  NULL if absent; the
+	 * string lives as long as the device.  Main thread, during create().
+	 */
+	const char *(*config_path)(struct smvmm_host *h, const char *key);
+
+	/*
+	 * check_only (since: services table growth 1): 1 when the device is
+	 * created only to validate the machine (smvmm --check, --dump-acpi)
+	 * and will never run: create() must check its keys but must not
+	 * create, remove, bind or lock files.  0 otherwise.  Any thread.
+	 */
+	int (*check_only)(struct smvmm_host *h);
 };
+
+/* Does the host's services table have `field` (an appended service)? */
+#define SMVMM_SVC_HAS(svc, field)                                  \
+	((svc)->struct_size >= offsetof(struct smvmm_host_services, field) + \
+				       sizeof((svc)->field) &&          \
+	 (svc)->field != NULL)
 
 /*
  * What a device tells the core about itself, filled in by create().
