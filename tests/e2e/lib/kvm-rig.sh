@@ -45,10 +45,18 @@ elif ! command -v "${QEMU:-qemu-system-x86_64}" >/dev/null 2>&1; then
 	exit 77
 else
 	echo "kvm-rig: ${_kr_why#nested: }: running $(basename "$0") inside the nested-KVM rig"
+	# L1's /tmp is its own tmpfs: a source or build tree under /tmp (a CI
+	# clone) is shared into L1 at its own path.
+	_kr_rw=()
+	for _kr_d in "$_kr_src" "${SMVMM_BUILD_DIR:-}"; do
+		case "$_kr_d" in
+		/tmp/*) case "$_kr_d/" in "$_kr_src"/?*) ;; *) _kr_rw+=(--rw "$_kr_d") ;; esac ;;
+		esac
+	done
 	# Not exec: the test's EXIT trap (removing KVM_RIG_PREP) still runs.
 	"$_kr_src/scripts/nested-kvm" --quiet --no-tty --timeout "${KVM_RIG_TIMEOUT:-1500}" \
 		${KVM_RIG_MEM:+--mem "$KVM_RIG_MEM"} ${KVM_RIG_PREP:+--rw "$KVM_RIG_PREP"} \
-		-- bash "$0" "$@"
+		${_kr_rw[@]+"${_kr_rw[@]}"} -- bash "$0" "$@"
 	exit $?
 fi
 unset _kr_src _kr_why
