@@ -9,6 +9,13 @@ B=${SMVMM_BUILD_DIR:?}
 hw=0; grep -qwE 'vmx|svm' /proc/cpuinfo && hw=1
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fail=0; n=0
+# Wait (up to 60 s: start-up inside the rig reads the binary over 9p) until
+# the spinning guest runs, so the VMM has its signal handling in place.
+wait_spin() { # file
+	local i=0
+	while [ $i -lt 600 ] && ! grep -q 'probe: spinning' "$1" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+	grep -q 'probe: spinning' "$1" || echo "# guest never reported spinning in $1"
+}
 check() { # description, then a command that must succeed
 	n=$((n + 1))
 	local d=$1; shift
@@ -48,7 +55,7 @@ check "emulation guest ended in $(cat $tmp/crash-emul.ms) ms (< 5000)" [ "$(cat 
 printf '[machine]\nmemory = 64M\n[boot]\nkernel = %s\ncmdline = console=ttyS0 probe.spin=1\n' "$B/probe.elf" >"$tmp/spin.ini"
 "$B/smvmm" -c "$tmp/spin.ini" </dev/null >"$tmp/spin.out" 2>"$tmp/spin.err" &
 pid=$!
-sleep 1
+wait_spin "$tmp/spin.out"
 kill -TERM $pid
 t0=$(date +%s%N)
 wait $pid; rc=$?
@@ -65,7 +72,7 @@ if [ -e "$B/smvmm-virtio-blk.so" ]; then
 	printf '[device.disk0]\ntype = virtio-blk\npath = %s\n' "$tmp/spin.img" >>"$tmp/spin.ini"
 	"$B/smvmm" -c "$tmp/spin.ini" </dev/null >"$tmp/spin-blk.out" 2>"$tmp/spin-blk.err" &
 	pid=$!
-	sleep 1
+	wait_spin "$tmp/spin-blk.out"
 	kill -TERM $pid
 	wait $pid; rc=$?
 	check "SIGTERM with plugin threads: exit status 143 (got $rc)" [ $rc = 143 ]
