@@ -427,6 +427,24 @@ static uint64_t virtio_features(struct vu_server *s)
 }
 
 /*
+ * vq_unset: the one place a ring's queue is unset outside a device reset.
+ * Chains the plugin still holds (inflight_count) keep pointing into the
+ * current memory table after the queue forgets them; they are counted in
+ * chains_left so that SET_MEM_TABLE retires that table instead of unmapping
+ * it (plugin.h: a plugin owns its chains, and may fill them, until reset()).
+ * Returns the number of chains still held.  Main thread, hq->lock held.
+ */
+static uint32_t vq_unset(struct vu_server *s, struct host_queue *hq)
+{
+	uint32_t left = hq->vq.inflight_count; /* 0 once reset */
+
+	if (left)
+		s->chains_left = true;
+	virtq_reset(&hq->vq);
+	return left;
+}
+
+/*
  * Set up queue q from the ring's configuration: translate the three ring
  * addresses, virtq_setup (validates size, alignment, bounds), then the
  * indices.  Main thread, h->lock held.
@@ -465,14 +483,14 @@ static int ring_setup(struct vu_server *s, struct vu_ring *r)
 	}
 
 	pthread_mutex_lock(&hq->lock);
-	virtq_reset(&hq->vq);
+	vq_unset(s, hq); /* nothing held normally: ring_halt drained it */
 	virtq_init(&hq->vq, &s->mem, r->index, ring_max(s));
 	rc = virtq_setup(&hq->vq, (uint16_t)r->num, desc, avail, used,
 			 virtio_features(s));
 	if (rc) {
 		vu_log(s, SMVMM_LOG_ERROR, "ring %u: %s", r->index,
 		       hq->vq.err[0] ? hq->vq.err : strerror(-rc));
-		virtq_reset(&hq->vq);
+		vq_unset(s, hq);
 		pthread_mutex_unlock(&hq->lock);
 		return rc;
 	}
@@ -493,7 +511,7 @@ static int ring_setup(struct vu_server *s, struct vu_ring *r)
 	if (rc) {
 		vu_log(s, SMVMM_LOG_ERROR, "ring %u: %s", r->index,
 		       hq->vq.err[0] ? hq->vq.err : strerror(-rc));
-		virtq_reset(&hq->vq);
+		vq_unset(s, hq);
 	}
 	pthread_mutex_unlock(&hq->lock);
 	return rc;
@@ -538,10 +556,8 @@ static uint16_t ring_drain(struct vu_server *s, struct vu_ring *r)
 	base = (uint16_t)(hq->vq.last_avail_idx - left);
 	if (!hq->vq.ready)
 		base = r->base; /* never set up, or reset meanwhile */
-	virtq_reset(&hq->vq);
+	left = vq_unset(s, hq); /* their buffers stay mapped */
 	pthread_mutex_unlock(&hq->lock);
-	if (left)
-		s->chains_left = true; /* their buffers stay mapped */
 	if (left)
 		vu_log(s, SMVMM_LOG_DEBUG,
 		       "ring %u stopped with %u chain(s) still held by the "
@@ -607,22 +623,28 @@ static bool any_started(struct vu_server *s)
 }
 
 /*
- * Stop ring q (GET_VRING_BASE): no more kicks, drain, unset the queue, and
- * reset the plugin once no ring is left started.  Returns the avail index
- * to resume at.  Main thread.
+ * ring_halt: the one way a started ring stops short of a device reset
+ * (GET_VRING_BASE, SET_MEM_TABLE on live rings): no more kicks (with
+ * forget_kick the kick fd is unwatched and closed, otherwise it stays for a
+ * restart), the chains in flight are drained and those still held counted
+ * (ring_drain, vq_unset), and r->base becomes the avail index to resume at.
+ * Returns whether the ring was started.  Main thread, h->lock NOT held.
  */
-static uint16_t ring_stop(struct vu_server *s, struct vu_ring *r)
+static bool ring_halt(struct vu_server *s, struct vu_ring *r,
+		      bool forget_kick)
 {
 	struct smvmm_host *h = &s->h;
-	bool was_started, last;
-	int kfd;
+	bool was_started;
+	int kfd = -1;
 
 	pthread_mutex_lock(&h->lock);
 	was_started = r->started;
-	kfd = r->kick_fd;
 	r->started = false;
-	r->kick_pending = false;
-	r->kick_fd = -1;
+	if (forget_kick) {
+		kfd = r->kick_fd;
+		r->kick_pending = false;
+		r->kick_fd = -1;
+	}
 	pthread_mutex_unlock(&h->lock);
 	if (kfd >= 0) {
 		evloop_unwatch(&s->loop, kfd); /* waits for a running kick */
@@ -630,6 +652,19 @@ static uint16_t ring_stop(struct vu_server *s, struct vu_ring *r)
 	}
 	if (was_started)
 		r->base = ring_drain(s, r);
+	return was_started;
+}
+
+/*
+ * Stop ring q (GET_VRING_BASE): ring_halt, and reset the plugin once no
+ * ring is left started.  Returns the avail index to resume at.  Main thread.
+ */
+static uint16_t ring_stop(struct vu_server *s, struct vu_ring *r)
+{
+	struct smvmm_host *h = &s->h;
+	bool last;
+
+	ring_halt(s, r, true);
 
 	pthread_mutex_lock(&h->lock);
 	last = s->active && !any_started(s);
@@ -1096,16 +1131,8 @@ static int h_set_mem_table(struct vu_server *s, struct vu_msg *m)
 
 	/* Rings running on the old table stop while it changes (their host
 	 * pointers move), then restart where they were. */
-	for (unsigned int q = 0; q < h->nr_queues; q++) {
-		struct vu_ring *r = &s->ring[q];
-
-		pthread_mutex_lock(&h->lock);
-		restart[q] = r->started;
-		r->started = false;
-		pthread_mutex_unlock(&h->lock);
-		if (restart[q])
-			r->base = ring_drain(s, r);
-	}
+	for (unsigned int q = 0; q < h->nr_queues; q++)
+		restart[q] = ring_halt(s, &s->ring[q], false);
 
 	pthread_mutex_lock(&h->lock);
 	if (s->chains_left) {
@@ -1209,7 +1236,23 @@ static int h_vring_fd(struct vu_server *s, struct vu_msg *m)
 		       "supported", r->index);
 		return -ENOTSUP;
 	}
+	/*
+	 * Watch the new fd before anything changes: an fd epoll refuses (a
+	 * regular file or memfd: -EPERM) is refused with the ring exactly as
+	 * it was, running on its old kick fd or stopped.  h->lock is held
+	 * across, so a kick on the new fd waits in kick_cb until the fd is
+	 * the ring's (none is lost), and kick_cb ignores it if it never is.
+	 */
 	pthread_mutex_lock(&h->lock);
+	rc = evloop_watch(&s->loop, fd, EPOLLIN, kick_cb, r, s);
+	if (rc) {
+		pthread_mutex_unlock(&h->lock);
+		vu_log(s, SMVMM_LOG_ERROR, "ring %u: cannot watch the kick fd "
+		       "(%s): refused, the ring is unchanged", r->index,
+		       strerror(-rc));
+		close(fd);
+		return rc;
+	}
 	if (r->started) {
 		old = r->kick_fd;
 		r->kick_fd = fd;
@@ -1217,6 +1260,7 @@ static int h_vring_fd(struct vu_server *s, struct vu_msg *m)
 		rc = ring_setup(s, r);
 		if (rc) {
 			pthread_mutex_unlock(&h->lock);
+			evloop_unwatch(&s->loop, fd);
 			close(fd);
 			return rc;
 		}
@@ -1227,23 +1271,6 @@ static int h_vring_fd(struct vu_server *s, struct vu_msg *m)
 		/* Without PROTOCOL_FEATURES a ring starts enabled. */
 		if (!(s->acked & (1ull << VHOST_USER_F_PROTOCOL_FEATURES)))
 			r->enabled = true;
-	}
-	rc = evloop_watch(&s->loop, fd, EPOLLIN, kick_cb, r, s);
-	if (rc) {
-		vu_log(s, SMVMM_LOG_ERROR, "ring %u: cannot watch the kick fd: "
-		       "%s", r->index, strerror(-rc));
-		r->kick_fd = -1;
-		r->started = false;
-		pthread_mutex_lock(&h->q[r->index].lock);
-		virtq_reset(&h->q[r->index].vq);
-		pthread_mutex_unlock(&h->q[r->index].lock);
-		pthread_mutex_unlock(&h->lock);
-		close(fd);
-		if (old >= 0) {
-			evloop_unwatch(&s->loop, old);
-			close(old);
-		}
-		return rc;
 	}
 	if (r->enabled && !s->active)
 		rc = device_activate(s);
