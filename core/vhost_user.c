@@ -41,11 +41,14 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -107,6 +110,7 @@ struct vu_ring {
 struct vu_map {
 	void *base;             /* what mmap returned */
 	size_t len;
+	int guard;              /* its slot in g_guard (the SIGBUS guard) */
 	uint8_t *hva;           /* the region's first byte */
 	uint64_t gpa, size, uva;
 };
@@ -142,6 +146,11 @@ struct vu_server {
 	struct vu_map retired[VU_MAX_RETIRED];
 	unsigned int nretired;
 	bool chains_left;       /* a ring stopped with chains still held */
+
+	/* The SIGBUS guard (see "Guest memory faults"): the handler sets
+	 * mem_fault and signals fault_fd, which the serving thread polls. */
+	int fault_fd;
+	int mem_fault;          /* atomic */
 };
 
 /* One message as received: header, payload, passed fds. */
@@ -388,6 +397,134 @@ static void self_kick(struct vu_ring *r)
 		signal_fd(r->kick_fd);
 }
 
+/* ---- guest memory faults (SIGBUS guard) ------------------------------- */
+
+/*
+ * The front-end may shrink a memory file after SET_MEM_TABLE (the size check
+ * there only holds at that moment, and only memfds can be sealed: QEMU's
+ * memory-backend-file on tmpfs or hugetlbfs cannot be).  An access through
+ * the mapping past the new end of file raises SIGBUS on whatever thread made
+ * it: the serving thread, the event-loop thread or any plugin thread.
+ *
+ * Every guest mapping is registered in g_guard.  A process-wide SIGBUS
+ * handler looks the faulting address up; if it lies in a guest mapping, the
+ * whole mapping is replaced (MAP_FIXED) by anonymous zero memory, so the
+ * faulting access, and every later one, completes harmlessly on any thread,
+ * and the mapping's server is flagged (mem_fault, fault_fd): the serving
+ * thread closes the session (-EPROTO), which resets the device and unmaps
+ * everything.  A fault anywhere else goes to the previous handler, or kills
+ * the process with SIGBUS as without the guard.
+ *
+ * The handler takes no lock: slots are published with atomics (len and srv
+ * before start, start cleared first), and guard_del waits until no handler
+ * is running (g_guard_active) before the mapping may be unmapped, so a
+ * handler never maps over an address that was handed back to the kernel.
+ * mmap and write are plain system calls (async-signal-safe on Linux).
+ */
+#define VU_GUARD_SLOTS 256
+
+struct vu_guard {
+	uintptr_t start;        /* 0: free; atomic */
+	size_t len;             /* atomic */
+	struct vu_server *srv;  /* atomic */
+};
+
+static struct vu_guard g_guard[VU_GUARD_SLOTS];
+static pthread_mutex_t g_guard_lock = PTHREAD_MUTEX_INITIALIZER;
+static int g_guard_active;  /* handlers running; atomic */
+static struct sigaction g_old_bus;
+static pthread_once_t g_bus_once = PTHREAD_ONCE_INIT;
+static int g_bus_rc;
+
+static void bus_handler(int sig, siginfo_t *si, void *ctx)
+{
+	int saved = errno;
+	uintptr_t a = (uintptr_t)si->si_addr;
+	bool ours = false;
+
+	__atomic_add_fetch(&g_guard_active, 1, __ATOMIC_SEQ_CST);
+	/* si_code <= 0: sent by kill()/tgkill(), not a memory fault. */
+	for (unsigned int i = 0; si->si_code > 0 && i < VU_GUARD_SLOTS; i++) {
+		uintptr_t st = __atomic_load_n(&g_guard[i].start,
+					       __ATOMIC_SEQ_CST);
+		size_t len = __atomic_load_n(&g_guard[i].len, __ATOMIC_SEQ_CST);
+		struct vu_server *srv;
+
+		if (!st || a < st || a - st >= len)
+			continue;
+		if (mmap((void *)st, len, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED |
+				 MAP_NORESERVE, -1, 0) == MAP_FAILED)
+			break;
+		srv = __atomic_load_n(&g_guard[i].srv, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&srv->mem_fault, 1, __ATOMIC_SEQ_CST);
+		signal_fd(srv->fault_fd);
+		ours = true;
+		break;
+	}
+	__atomic_sub_fetch(&g_guard_active, 1, __ATOMIC_SEQ_CST);
+	errno = saved;
+	if (ours)
+		return; /* the access is retried on the anonymous page */
+
+	/* Not guest memory: what would have happened without us. */
+	if (g_old_bus.sa_flags & SA_SIGINFO) {
+		g_old_bus.sa_sigaction(sig, si, ctx);
+	} else if (g_old_bus.sa_handler != SIG_DFL &&
+		   g_old_bus.sa_handler != SIG_IGN) {
+		g_old_bus.sa_handler(sig);
+	} else {
+		struct sigaction dfl = { .sa_handler = SIG_DFL };
+
+		sigemptyset(&dfl.sa_mask);
+		sigaction(SIGBUS, &dfl, NULL);
+		if (si->si_code <= 0)
+			raise(SIGBUS);
+		/* a real fault re-faults on return and kills the process */
+	}
+}
+
+static void bus_install(void)
+{
+	struct sigaction sa = { .sa_sigaction = bus_handler,
+				.sa_flags = SA_SIGINFO | SA_ONSTACK };
+
+	sigemptyset(&sa.sa_mask);
+	g_bus_rc = sigaction(SIGBUS, &sa, &g_old_bus) ? -errno : 0;
+}
+
+/* Register [base, base+len) of server s: the slot, or -ENOSPC. */
+static int guard_add(struct vu_server *s, void *base, size_t len)
+{
+	int slot = -ENOSPC;
+
+	pthread_mutex_lock(&g_guard_lock);
+	for (int i = 0; i < VU_GUARD_SLOTS; i++) {
+		if (__atomic_load_n(&g_guard[i].start, __ATOMIC_SEQ_CST))
+			continue;
+		__atomic_store_n(&g_guard[i].len, len, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&g_guard[i].srv, s, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&g_guard[i].start, (uintptr_t)base,
+				 __ATOMIC_SEQ_CST);
+		slot = i;
+		break;
+	}
+	pthread_mutex_unlock(&g_guard_lock);
+	return slot;
+}
+
+/* Unregister a slot; on return no handler can touch its range. */
+static void guard_del(int slot)
+{
+	if (slot < 0)
+		return;
+	pthread_mutex_lock(&g_guard_lock);
+	__atomic_store_n(&g_guard[slot].start, 0, __ATOMIC_SEQ_CST);
+	while (__atomic_load_n(&g_guard_active, __ATOMIC_SEQ_CST))
+		sched_yield();
+	pthread_mutex_unlock(&g_guard_lock);
+}
+
 /* ---- guest memory ----------------------------------------------------- */
 
 /* Front-end virtual address -> guest-physical, through the memory table. */
@@ -406,8 +543,10 @@ static int uva_to_gpa(struct vu_server *s, uint64_t uva, uint64_t *gpa)
 
 static void unmap_all(struct vu_map *map, unsigned int *n)
 {
-	for (unsigned int i = 0; i < *n; i++)
+	for (unsigned int i = 0; i < *n; i++) {
+		guard_del(map[i].guard);
 		munmap(map[i].base, map[i].len);
+	}
 	*n = 0;
 }
 
@@ -424,6 +563,24 @@ static uint16_t ring_max(struct vu_server *s)
 static uint64_t virtio_features(struct vu_server *s)
 {
 	return s->acked & ~(1ull << VHOST_USER_F_PROTOCOL_FEATURES);
+}
+
+/*
+ * vq_unset: the one place a ring's queue is unset outside a device reset.
+ * Chains the plugin still holds (inflight_count) keep pointing into the
+ * current memory table after the queue forgets them; they are counted in
+ * chains_left so that SET_MEM_TABLE retires that table instead of unmapping
+ * it (plugin.h: a plugin owns its chains, and may fill them, until reset()).
+ * Returns the number of chains still held.  Main thread, hq->lock held.
+ */
+static uint32_t vq_unset(struct vu_server *s, struct host_queue *hq)
+{
+	uint32_t left = hq->vq.inflight_count; /* 0 once reset */
+
+	if (left)
+		s->chains_left = true;
+	virtq_reset(&hq->vq);
+	return left;
 }
 
 /*
@@ -465,14 +622,14 @@ static int ring_setup(struct vu_server *s, struct vu_ring *r)
 	}
 
 	pthread_mutex_lock(&hq->lock);
-	virtq_reset(&hq->vq);
+	vq_unset(s, hq); /* nothing held normally: ring_halt drained it */
 	virtq_init(&hq->vq, &s->mem, r->index, ring_max(s));
 	rc = virtq_setup(&hq->vq, (uint16_t)r->num, desc, avail, used,
 			 virtio_features(s));
 	if (rc) {
 		vu_log(s, SMVMM_LOG_ERROR, "ring %u: %s", r->index,
 		       hq->vq.err[0] ? hq->vq.err : strerror(-rc));
-		virtq_reset(&hq->vq);
+		vq_unset(s, hq);
 		pthread_mutex_unlock(&hq->lock);
 		return rc;
 	}
@@ -493,7 +650,7 @@ static int ring_setup(struct vu_server *s, struct vu_ring *r)
 	if (rc) {
 		vu_log(s, SMVMM_LOG_ERROR, "ring %u: %s", r->index,
 		       hq->vq.err[0] ? hq->vq.err : strerror(-rc));
-		virtq_reset(&hq->vq);
+		vq_unset(s, hq);
 	}
 	pthread_mutex_unlock(&hq->lock);
 	return rc;
@@ -538,10 +695,8 @@ static uint16_t ring_drain(struct vu_server *s, struct vu_ring *r)
 	base = (uint16_t)(hq->vq.last_avail_idx - left);
 	if (!hq->vq.ready)
 		base = r->base; /* never set up, or reset meanwhile */
-	virtq_reset(&hq->vq);
+	left = vq_unset(s, hq); /* their buffers stay mapped */
 	pthread_mutex_unlock(&hq->lock);
-	if (left)
-		s->chains_left = true; /* their buffers stay mapped */
 	if (left)
 		vu_log(s, SMVMM_LOG_DEBUG,
 		       "ring %u stopped with %u chain(s) still held by the "
@@ -607,22 +762,28 @@ static bool any_started(struct vu_server *s)
 }
 
 /*
- * Stop ring q (GET_VRING_BASE): no more kicks, drain, unset the queue, and
- * reset the plugin once no ring is left started.  Returns the avail index
- * to resume at.  Main thread.
+ * ring_halt: the one way a started ring stops short of a device reset
+ * (GET_VRING_BASE, SET_MEM_TABLE on live rings): no more kicks (with
+ * forget_kick the kick fd is unwatched and closed, otherwise it stays for a
+ * restart), the chains in flight are drained and those still held counted
+ * (ring_drain, vq_unset), and r->base becomes the avail index to resume at.
+ * Returns whether the ring was started.  Main thread, h->lock NOT held.
  */
-static uint16_t ring_stop(struct vu_server *s, struct vu_ring *r)
+static bool ring_halt(struct vu_server *s, struct vu_ring *r,
+		      bool forget_kick)
 {
 	struct smvmm_host *h = &s->h;
-	bool was_started, last;
-	int kfd;
+	bool was_started;
+	int kfd = -1;
 
 	pthread_mutex_lock(&h->lock);
 	was_started = r->started;
-	kfd = r->kick_fd;
 	r->started = false;
-	r->kick_pending = false;
-	r->kick_fd = -1;
+	if (forget_kick) {
+		kfd = r->kick_fd;
+		r->kick_pending = false;
+		r->kick_fd = -1;
+	}
 	pthread_mutex_unlock(&h->lock);
 	if (kfd >= 0) {
 		evloop_unwatch(&s->loop, kfd); /* waits for a running kick */
@@ -630,6 +791,19 @@ static uint16_t ring_stop(struct vu_server *s, struct vu_ring *r)
 	}
 	if (was_started)
 		r->base = ring_drain(s, r);
+	return was_started;
+}
+
+/*
+ * Stop ring q (GET_VRING_BASE): ring_halt, and reset the plugin once no
+ * ring is left started.  Returns the avail index to resume at.  Main thread.
+ */
+static uint16_t ring_stop(struct vu_server *s, struct vu_ring *r)
+{
+	struct smvmm_host *h = &s->h;
+	bool last;
+
+	ring_halt(s, r, true);
 
 	pthread_mutex_lock(&h->lock);
 	last = s->active && !any_started(s);
@@ -682,25 +856,37 @@ static void rings_teardown(struct vu_server *s)
 
 /*
  * Wait until `fd` is readable.  Meanwhile refuse extra connections on
- * listen_fd and watch stop_fd.  0, -EINTR (stop), -errno.
+ * listen_fd and watch stop_fd and the SIGBUS guard's fault_fd.  0, -EINTR
+ * (stop), -EPROTO (guest memory faulted), -errno.
  */
 static int wait_readable(struct vu_server *s, int fd, int listen_fd,
 			 int stop_fd)
 {
 	for (;;) {
-		struct pollfd p[3] = {
+		struct pollfd p[4] = {
 			{ .fd = fd, .events = POLLIN },
 			{ .fd = stop_fd, .events = POLLIN },
 			{ .fd = listen_fd, .events = POLLIN },
+			{ .fd = s->fault_fd, .events = POLLIN },
 		};
-		int n = poll(p, 3, -1);
+		int n;
 
+		if (__atomic_load_n(&s->mem_fault, __ATOMIC_SEQ_CST)) {
+			vu_log(s, SMVMM_LOG_ERROR,
+			       "an access to guest memory faulted (SIGBUS): the "
+			       "front-end shrank a memory region's file; "
+			       "closing the connection");
+			return -EPROTO;
+		}
+		n = poll(p, 4, -1);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return -errno;
 		if (p[1].revents)
 			return -EINTR;
+		if (p[3].revents)
+			continue; /* mem_fault is set: checked above */
 		if (p[2].revents & POLLIN) {
 			int c = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
 
@@ -982,13 +1168,16 @@ out:
 }
 
 /* Map one region: its fd must be a file at least mmap_offset + size long,
- * so no access through the mapping can fault (SIGBUS) past its end. */
+ * so no access through the mapping faults (SIGBUS) past its end as long as
+ * the front-end does not shrink it; if it does, the SIGBUS guard (above)
+ * catches the fault.  The mapping is registered with the guard. */
 static int map_region(struct vu_server *s, const struct vhost_user_region *rg,
 		      int fd, struct vu_map *out)
 {
 	long pg = sysconf(_SC_PAGESIZE);
-	uint64_t end, delta, len;
+	uint64_t end, delta, len, glen;
 	struct stat st;
+	int guard;
 	void *p;
 
 	if (rg->size == 0 || rg->size > SIZE_MAX / 2 ||
@@ -1031,9 +1220,24 @@ static int map_region(struct vu_server *s, const struct vhost_user_region *rg,
 		       strerror(e));
 		return -e;
 	}
+	/* hugetlbfs: the kernel's mapping is whole huge pages (st_blksize),
+	 * and the guard must replace all of it. */
+	glen = len;
+	if (st.st_blksize > pg && !(st.st_blksize & (st.st_blksize - 1)))
+		glen = (len + (uint64_t)st.st_blksize - 1) &
+		       ~((uint64_t)st.st_blksize - 1);
+	guard = guard_add(s, p, glen);
+	if (guard < 0) {
+		vu_log(s, SMVMM_LOG_ERROR, "memory region gpa 0x%" PRIx64
+		       ": more than %d guest mappings in this process",
+		       rg->gpa, VU_GUARD_SLOTS);
+		munmap(p, len);
+		return guard;
+	}
 	*out = (struct vu_map){
 		.base = p,
 		.len = len,
+		.guard = guard,
 		.hva = (uint8_t *)p + delta,
 		.gpa = rg->gpa,
 		.size = rg->size,
@@ -1096,16 +1300,8 @@ static int h_set_mem_table(struct vu_server *s, struct vu_msg *m)
 
 	/* Rings running on the old table stop while it changes (their host
 	 * pointers move), then restart where they were. */
-	for (unsigned int q = 0; q < h->nr_queues; q++) {
-		struct vu_ring *r = &s->ring[q];
-
-		pthread_mutex_lock(&h->lock);
-		restart[q] = r->started;
-		r->started = false;
-		pthread_mutex_unlock(&h->lock);
-		if (restart[q])
-			r->base = ring_drain(s, r);
-	}
+	for (unsigned int q = 0; q < h->nr_queues; q++)
+		restart[q] = ring_halt(s, &s->ring[q], false);
 
 	pthread_mutex_lock(&h->lock);
 	if (s->chains_left) {
@@ -1209,7 +1405,23 @@ static int h_vring_fd(struct vu_server *s, struct vu_msg *m)
 		       "supported", r->index);
 		return -ENOTSUP;
 	}
+	/*
+	 * Watch the new fd before anything changes: an fd epoll refuses (a
+	 * regular file or memfd: -EPERM) is refused with the ring exactly as
+	 * it was, running on its old kick fd or stopped.  h->lock is held
+	 * across, so a kick on the new fd waits in kick_cb until the fd is
+	 * the ring's (none is lost), and kick_cb ignores it if it never is.
+	 */
 	pthread_mutex_lock(&h->lock);
+	rc = evloop_watch(&s->loop, fd, EPOLLIN, kick_cb, r, s);
+	if (rc) {
+		pthread_mutex_unlock(&h->lock);
+		vu_log(s, SMVMM_LOG_ERROR, "ring %u: cannot watch the kick fd "
+		       "(%s): refused, the ring is unchanged", r->index,
+		       strerror(-rc));
+		close(fd);
+		return rc;
+	}
 	if (r->started) {
 		old = r->kick_fd;
 		r->kick_fd = fd;
@@ -1217,6 +1429,7 @@ static int h_vring_fd(struct vu_server *s, struct vu_msg *m)
 		rc = ring_setup(s, r);
 		if (rc) {
 			pthread_mutex_unlock(&h->lock);
+			evloop_unwatch(&s->loop, fd);
 			close(fd);
 			return rc;
 		}
@@ -1227,23 +1440,6 @@ static int h_vring_fd(struct vu_server *s, struct vu_msg *m)
 		/* Without PROTOCOL_FEATURES a ring starts enabled. */
 		if (!(s->acked & (1ull << VHOST_USER_F_PROTOCOL_FEATURES)))
 			r->enabled = true;
-	}
-	rc = evloop_watch(&s->loop, fd, EPOLLIN, kick_cb, r, s);
-	if (rc) {
-		vu_log(s, SMVMM_LOG_ERROR, "ring %u: cannot watch the kick fd: "
-		       "%s", r->index, strerror(-rc));
-		r->kick_fd = -1;
-		r->started = false;
-		pthread_mutex_lock(&h->q[r->index].lock);
-		virtq_reset(&h->q[r->index].vq);
-		pthread_mutex_unlock(&h->q[r->index].lock);
-		pthread_mutex_unlock(&h->lock);
-		close(fd);
-		if (old >= 0) {
-			evloop_unwatch(&s->loop, old);
-			close(old);
-		}
-		return rc;
 	}
 	if (r->enabled && !s->active)
 		rc = device_activate(s);
@@ -1687,6 +1883,14 @@ static void session_end(struct vu_server *s)
 	s->proto = 0;
 	s->owner = false;
 	close_fd(&s->sock);
+	/* Nothing of this session is mapped any more: no new fault. */
+	{
+		uint64_t v;
+
+		while (read(s->fault_fd, &v, sizeof(v)) > 0)
+			;
+	}
+	__atomic_store_n(&s->mem_fault, 0, __ATOMIC_SEQ_CST);
 }
 
 int vu_server_serve(struct vu_server *s, int conn, int listen_fd,
@@ -1735,6 +1939,19 @@ int vu_server_new(struct vu_server **out, const struct smvmm_device_ops *ops,
 	}
 	s->sock = -1;
 	s->slave_fd = -1;
+	pthread_once(&g_bus_once, bus_install);
+	if (g_bus_rc) {
+		snprintf(err, errlen, "SIGBUS handler: %s", strerror(-g_bus_rc));
+		free(s);
+		return g_bus_rc;
+	}
+	s->fault_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->fault_fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "eventfd: %s", strerror(-rc));
+		free(s);
+		return rc;
+	}
 	pthread_mutex_init(&s->slave_lock, NULL);
 	for (unsigned int q = 0; q < SMVMM_MAX_QUEUES; q++) {
 		struct vu_ring *r = &s->ring[q];
@@ -1781,6 +1998,7 @@ err_free:
 	for (unsigned int q = 0; q < SMVMM_MAX_QUEUES; q++)
 		pthread_mutex_destroy(&s->ring[q].fd_lock);
 	pthread_mutex_destroy(&s->slave_lock);
+	close(s->fault_fd);
 	free(s);
 	return rc;
 }
@@ -1806,6 +2024,7 @@ void vu_server_free(struct vu_server *s)
 	}
 	close_fd(&s->slave_fd);
 	pthread_mutex_destroy(&s->slave_lock);
+	close_fd(&s->fault_fd); /* after unmap_all: no guard slot left */
 	free(s);
 }
 

@@ -41,6 +41,23 @@
  * closed otherwise; the server then resets the device and is ready for the
  * next front-end.  Nothing the front-end sends can abort the process.
  *
+ * Guest memory faults: a front-end may shrink a memory file after
+ * SET_MEM_TABLE (the size check holds only at that moment; seals cannot be
+ * required because QEMU's memory-backend-file on tmpfs or hugetlbfs cannot
+ * be sealed, and memory-backend-memfd has seal=off).  The first
+ * vu_server_new installs a process-wide SIGBUS handler (SA_SIGINFO,
+ * SA_ONSTACK) that covers every thread, plugin threads included: a fault
+ * inside a mapped guest region replaces that whole region with anonymous
+ * zero memory (MAP_FIXED), so the access completes, and flags the server;
+ * its serving thread then closes the session (vu_server_serve returns
+ * -EPROTO, logged), which resets the device and unmaps everything.  Data
+ * written to the region after the fault is lost, as it should be.  Any other
+ * SIGBUS goes to the handler installed before, or kills the process as
+ * usual.  A caller that installs its own SIGBUS handler after
+ * vu_server_new must chain to the previous one.  A plugin that reads or
+ * writes guest memory through a system call (pread, getrandom) gets EFAULT
+ * instead, and no signal.
+ *
  * Not supported (never offered): dirty logging (VHOST_F_LOG_ALL,
  * LOG_SHMFD), IOMMU (VIRTIO_F_ACCESS_PLATFORM, IOTLB), postcopy, inflight
  * I/O tracking (INFLIGHT_SHMFD), in-band notifications, CONFIGURE_MEM_SLOTS,
@@ -196,8 +213,9 @@ struct vu_server;
  * the [device.<id>] keys kv/nkv from `file`, section at `section_line`),
  * start the event-loop thread, and return a server ready for front-ends.
  * id, file and kv must outlive the server.  -EINVAL (bad plugin info, bad
- * keys: err says which), -ENOMEM, or create()'s -errno.  err gets one line.
- * Main thread.
+ * keys: err says which), -ENOMEM, -errno of sigaction/eventfd for the
+ * SIGBUS guard (above), or create()'s -errno.  err gets one line.  Main
+ * thread (the first call installs the process-wide SIGBUS handler).
  */
 int vu_server_new(struct vu_server **out, const struct smvmm_device_ops *ops,
 		  const char *id, const char *file, int section_line,
@@ -213,7 +231,8 @@ int vu_server_new(struct vu_server **out, const struct smvmm_device_ops *ops,
  * reset, guest memory unmapped and every fd of the session closed, so the
  * server can serve the next front-end.
  * Returns 0 when the front-end disconnected, -EPROTO when the server closed
- * the connection because of a bad message (logged), -EINTR when stop_fd
+ * the connection because of a bad message or a guest memory fault (SIGBUS
+ * on a shrunk memory file; both logged), -EINTR when stop_fd
  * fired, or -errno for a socket error.  One caller at a time.
  * The caller must ignore SIGPIPE (as `smvmm vhost-user` does): a front-end
  * may pass a pipe with no reader as a call fd, and the write to it must fail

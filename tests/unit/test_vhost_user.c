@@ -1018,6 +1018,158 @@ START_TEST(test_mem_table_change_keeps_held_buffers_mapped)
 }
 END_TEST
 
+/*
+ * SET_VRING_KICK with an fd epoll cannot watch (a memfd: EPERM) on a running
+ * ring whose chain the device holds: the kick is refused and changes
+ * nothing.  Before the fix the error path reset the ring without draining it
+ * or counting the held chain, so the next SET_MEM_TABLE unmapped the memory
+ * the device still writes into (SIGSEGV here, or a write into whatever was
+ * mapped there next).
+ */
+START_TEST(test_bad_kick_fd_keeps_held_buffers_mapped)
+{
+	struct vu_server *s = new_server(&hold_ops);
+	struct vhost_user_memory m = one_region(RAM_SIZE, 0);
+	uint32_t in = BUF_OFF + 0x1000u;
+	struct fe f;
+	int mfd;
+
+	g_nheld = 0;
+	fe_init(&f, s);
+	fe_device_up(&f, 1);
+	drv_desc(&f, 0, 0, GPA_BASE + in, 64, VIRTQ_DESC_F_WRITE, 0);
+	drv_publish(&f, 0, 0);
+	kick(f.kick[0]);
+	for (int i = 0; i < 500 && !held_count(); i++)
+		usleep(10000);
+	ck_assert_uint_eq(held_count(), 1);
+
+	/* A kick fd epoll refuses: an error reply, nothing else changes. */
+	mfd = memfd_create("not-an-eventfd", MFD_CLOEXEC);
+	ck_assert_int_ge(mfd, 0);
+	ck_assert_uint_ne(fe_ack_u64(&f, VHOST_USER_SET_VRING_KICK, 0, &mfd,
+				     1), 0);
+	close(mfd);
+
+	/* The ring still runs on its old kick fd. */
+	drv_desc(&f, 0, 1, GPA_BASE + in + 0x100, 64, VIRTQ_DESC_F_WRITE, 0);
+	drv_publish(&f, 0, 1);
+	kick(f.kick[0]);
+	for (int i = 0; i < 500 && held_count() < 2; i++)
+		usleep(10000);
+	ck_assert_uint_eq(held_count(), 2);
+
+	/* A new table: the old mapping must stay while the chains are held. */
+	ck_assert_uint_eq(fe_mem_table(&f, &m, &f.ram_fd, 1), 0);
+	pthread_mutex_lock(&g_hold_lock);
+	for (unsigned int i = 0; i < 2; i++) {
+		ck_assert_uint_eq(g_held[i]->n_in, 1);
+		memset(g_held[i]->iov[0].iov_base, 0x55 + i,
+		       g_held[i]->iov[0].iov_len);
+	}
+	pthread_mutex_unlock(&g_hold_lock);
+	ck_assert_uint_eq(f.ram[in], 0x55);
+	ck_assert_uint_eq(f.ram[in + 0x100], 0x56);
+
+	/* The same refusal on a ring that is not started yet. */
+	mfd = memfd_create("not-an-eventfd", MFD_CLOEXEC);
+	ck_assert_int_ge(mfd, 0);
+	ck_assert_uint_ne(fe_ack_u64(&f, VHOST_USER_SET_VRING_KICK, 1, &mfd,
+				     1), 0);
+	close(mfd);
+	ck_assert(fe_get_u64(&f, VHOST_USER_GET_FEATURES) & F_PROTO);
+
+	ck_assert_int_eq(fe_disconnect(&f), 0);
+	ck_assert_uint_eq(held_count(), 0);
+	ck_assert_uint_eq(vu_server_mapped(s), 0);
+	fe_fini(&f);
+	free_server(s);
+}
+END_TEST
+
+/*
+ * The front-end shrinks its memory file after SET_MEM_TABLE (the check at
+ * SET_MEM_TABLE passed): the back-end's next access past the new end of
+ * file faults (SIGBUS).  The back-end must survive it, whichever thread
+ * faults, close the session (-EPROTO) and serve the next front-end.
+ */
+/* tdev's echo memcpy()s into the buffer on the event-loop thread (a
+ * plugin that read()s or getrandom()s into guest memory gets EFAULT from
+ * the kernel instead of a signal). */
+START_TEST(test_truncated_memfd_loop_thread)
+{
+	struct vu_server *s = new_server(&tdev_ops);
+	struct fe f;
+
+	for (int round = 0; round < 2; round++) {
+		fe_init(&f, s);
+		fe_device_up(&f, 1);
+		echo_once(&f, 0, 1);
+		/* Keep the rings and the out buffer, drop the in buffer. */
+		ck_assert_int_eq(ftruncate(f.ram_fd, BUF_OFF + 0x1000u), 0);
+		drv_desc(&f, 0, 0, GPA_BASE + BUF_OFF, 100, VIRTQ_DESC_F_NEXT,
+			 1);
+		drv_desc(&f, 0, 1, GPA_BASE + BUF_OFF + 0x1000u, 100,
+			 VIRTQ_DESC_F_WRITE, 0);
+		drv_publish(&f, 0, 0);
+		kick(f.kick[0]);
+		ck_assert_msg(fe_closed(&f), "the session did not end");
+		ck_assert_int_eq(fe_disconnect(&f), -EPROTO);
+		ck_assert_uint_eq(vu_server_mapped(s), 0);
+		ck_assert(!g_tdev->active);
+		fe_fini(&f);
+	}
+
+	/* Then a normal session works. */
+	fe_init(&f, s);
+	fe_device_up(&f, 1);
+	echo_once(&f, 0, 2);
+	ck_assert_int_eq(fe_disconnect(&f), 0);
+	fe_fini(&f);
+	free_server(s);
+}
+END_TEST
+
+/* A plugin's own thread (here the test's) fills a held chain after the
+ * file shrank to nothing: it survives, and the session ends. */
+START_TEST(test_truncated_memfd_plugin_thread)
+{
+	struct vu_server *s = new_server(&hold_ops);
+	uint32_t in = BUF_OFF + 0x1000u;
+	struct fe f;
+
+	g_nheld = 0;
+	fe_init(&f, s);
+	fe_device_up(&f, 1);
+	drv_desc(&f, 0, 0, GPA_BASE + in, 8192, VIRTQ_DESC_F_WRITE, 0);
+	drv_publish(&f, 0, 0);
+	kick(f.kick[0]);
+	for (int i = 0; i < 500 && !held_count(); i++)
+		usleep(10000);
+	ck_assert_uint_eq(held_count(), 1);
+
+	/* From here on the test must not touch f.ram: it would fault. */
+	ck_assert_int_eq(ftruncate(f.ram_fd, 0), 0);
+	pthread_mutex_lock(&g_hold_lock);
+	memset(g_held[0]->iov[0].iov_base, 0x66, g_held[0]->iov[0].iov_len);
+	ck_assert_uint_eq(((uint8_t *)g_held[0]->iov[0].iov_base)[100], 0x66);
+	pthread_mutex_unlock(&g_hold_lock);
+
+	ck_assert_msg(fe_closed(&f), "the session did not end");
+	ck_assert_int_eq(fe_disconnect(&f), -EPROTO);
+	ck_assert_uint_eq(held_count(), 0);
+	ck_assert_uint_eq(vu_server_mapped(s), 0);
+	fe_fini(&f);
+
+	/* The server goes on. */
+	fe_init(&f, s);
+	fe_device_up(&f, 1);
+	ck_assert_int_eq(fe_disconnect(&f), 0);
+	fe_fini(&f);
+	free_server(s);
+}
+END_TEST
+
 /* Send one message; expect the connection to close; the server lives. */
 static void expect_close(struct vu_server *s, uint32_t req, uint32_t flags,
 			 const void *p, uint32_t size, const int *fds,
@@ -1434,6 +1586,9 @@ static Suite *vhost_user_suite(void)
 	tcase_add_test(tc, test_rng_plugin);
 	tcase_add_test(tc, test_broken_ring_signals_err);
 	tcase_add_test(tc, test_mem_table_change_keeps_held_buffers_mapped);
+	tcase_add_test(tc, test_bad_kick_fd_keeps_held_buffers_mapped);
+	tcase_add_test(tc, test_truncated_memfd_loop_thread);
+	tcase_add_test(tc, test_truncated_memfd_plugin_thread);
 	tcase_add_test(tc, test_malformed_header);
 	tcase_add_test(tc, test_bad_rings);
 	tcase_add_test(tc, test_bad_mem_tables);
