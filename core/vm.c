@@ -647,6 +647,16 @@ int vm_start(struct vm *vm, int serial_fd, char *err, size_t errlen)
 		set_err(err, errlen, "ACPI tables: %s", strerror(-rc));
 		return rc;
 	}
+	{
+		uint8_t stub[X86_RESET_STUB_LEN];
+
+		x86_reset_stub(stub);
+		rc = gmem_write(&vm->mem, X86_RESET_VECTOR, stub, sizeof(stub));
+		if (rc) {
+			set_err(err, errlen, "reset vector: %s", strerror(-rc));
+			return rc;
+		}
+	}
 
 	memset(&boot, 0, sizeof(boot));
 	boot.kernel = m->kernel;

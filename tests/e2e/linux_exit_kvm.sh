@@ -70,6 +70,7 @@ run() { # NAME EXTRA-CMDLINE: boot to the end; status in $rc
 	rc=$?
 }
 has() { grep -aq -- "$2" "$WORK/$1.$3"; }
+hasnt() { ! has "$@"; }
 
 # reboot -f
 FAILED_CASE=0
@@ -106,7 +107,7 @@ rc=$?
 kill $guard 2>/dev/null
 check "SIGTERM during boot: Linux was booting when the signal came" [ $booting = 1 ]
 check "SIGTERM during boot: exit 143 (got $rc)" [ "$rc" = 143 ]
-check "SIGTERM during boot: the init never finished" ! has sigterm '^smvmm-init: ok' out
+check "SIGTERM during boot: the init never finished" hasnt sigterm '^smvmm-init: ok' out
 [ $FAILED_CASE = 0 ] || show sigterm
 
 # The interactive console on a pseudo-terminal.

@@ -511,6 +511,28 @@ START_TEST(test_pm)
 }
 END_TEST
 
+/* The reset-vector stub: real-mode "mov al, 1; mov dx, 0x602; out dx, al"
+ * then hlt forever, padded with hlt, 16 bytes (it must fit below 1 MiB). */
+START_TEST(test_reset_stub)
+{
+	uint8_t b[X86_RESET_STUB_LEN];
+
+	ck_assert_uint_eq(X86_RESET_VECTOR + X86_RESET_STUB_LEN, X86_BIOS_END);
+	ck_assert_uint_le(X86_ACPI_BASE + X86_ACPI_SIZE, X86_RESET_VECTOR);
+	x86_reset_stub(b);
+	ck_assert_uint_eq(b[0], 0xb0);
+	ck_assert_uint_eq(b[1], X86_PM_RESET_VALUE);
+	ck_assert_uint_eq(b[2], 0xba);
+	ck_assert_uint_eq(b[3] | (unsigned int)b[4] << 8, X86_PM_RESET_PORT);
+	ck_assert_uint_eq(b[5], 0xee);
+	ck_assert_uint_eq(b[6], 0xf4);
+	ck_assert_uint_eq(b[7], 0xeb);
+	ck_assert_int_eq(9 + (int8_t)b[8], 6); /* jmp (next IP 9) back to hlt */
+	for (unsigned int i = 9; i < X86_RESET_STUB_LEN; i++)
+		ck_assert_uint_eq(b[i], 0xf4);
+}
+END_TEST
+
 START_TEST(test_dispatch)
 {
 	struct x86_pm pm;
@@ -549,6 +571,7 @@ int main(void)
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_reset_state);
+	tcase_add_test(tc, test_reset_stub);
 	tcase_add_test(tc, test_output);
 	tcase_add_test(tc, test_dlab_scratch);
 	tcase_add_test(tc, test_fifo_iir_bits);

@@ -69,8 +69,7 @@ int x86_e820_build(uint64_t mem_size, struct x86_e820_entry *e, unsigned max)
 	ret |= e820_add(e, max, &n, 0, low < X86_EBDA_ADDR ? low : X86_EBDA_ADDR,
 			X86_E820_RAM);
 	ret |= e820_add(e, max, &n, X86_EBDA_ADDR, 0xa0000, X86_E820_RESERVED);
-	ret |= e820_add(e, max, &n, X86_ACPI_BASE, X86_ACPI_BASE + X86_ACPI_SIZE,
-			X86_E820_RESERVED);
+	ret |= e820_add(e, max, &n, X86_ACPI_BASE, X86_BIOS_END, X86_E820_RESERVED);
 	ret |= e820_add(e, max, &n, X86_KERNEL_MIN_ADDR, low, X86_E820_RAM);
 	if (high)
 		ret |= e820_add(e, max, &n, X86_RAM_HIGH_BASE,

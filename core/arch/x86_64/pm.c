@@ -149,3 +149,18 @@ void x86_pm_describe(FILE *f)
 	fprintf(f, "  0x%04x      pvpanic (QEMU0001; a guest panic stops the VM, exit 2)\n",
 		X86_PVPANIC_PORT);
 }
+
+void x86_reset_stub(uint8_t out[X86_RESET_STUB_LEN])
+{
+	static const uint8_t stub[] = {
+		0xb0, X86_PM_RESET_VALUE,	/* mov al, RESET_VALUE */
+		0xba, X86_PM_RESET_PORT & 0xff, X86_PM_RESET_PORT >> 8,
+						/* mov dx, 0x602 */
+		0xee,				/* out dx, al */
+		0xf4,				/* 1: hlt */
+		0xeb, 0xfd,			/* jmp 1b */
+	};
+
+	memset(out, 0xf4, X86_RESET_STUB_LEN);	/* hlt padding */
+	memcpy(out, stub, sizeof(stub));
+}

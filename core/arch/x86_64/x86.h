@@ -77,7 +77,19 @@
 #define X86_CMDLINE_MAX UINT64_C(0x10000) /* bytes including the NUL */
 #define X86_EBDA_ADDR UINT64_C(0x9fc00)
 #define X86_ACPI_BASE UINT64_C(0xe0000)   /* RSDP at the start */
-#define X86_ACPI_SIZE UINT64_C(0x20000)   /* up to 1 MiB */
+#define X86_ACPI_SIZE UINT64_C(0x1ff00)   /* tables end below the reset vector */
+/*
+ * The x86 reset vector, F000:FFF0 (physical 0xffff0), where firmware would
+ * be.  There is no firmware: smvmm puts a 16-byte real-mode stub there that
+ * writes X86_PM_RESET_VALUE to the ACPI reset register.  Linux reaches it
+ * through machine_real_restart() (reboot_type BOOT_BIOS), which its default
+ * reboot order tries on a HW-reduced ACPI machine without EFI (BOOT_EFI
+ * first, then BOOT_BIOS), so a plain `reboot` resets the VM instead of
+ * spinning in real mode.
+ */
+#define X86_RESET_VECTOR UINT64_C(0xffff0)
+#define X86_RESET_STUB_LEN 16
+#define X86_BIOS_END UINT64_C(0x100000)   /* e820 reserved up to here */
 #define X86_KERNEL_MIN_ADDR UINT64_C(0x100000) /* nothing of the kernel below 1 MiB */
 
 /* GDT selectors (Linux boot.rst "64-bit BOOT PROTOCOL": __BOOT_CS/__BOOT_DS) */
@@ -362,6 +374,13 @@ void x86_pm_describe(FILE *f);
  */
 void x86_pm_pio(void *pm, uint16_t port, uint8_t *data, uint32_t len,
 		bool is_write);
+
+/*
+ * x86_reset_stub: the X86_RESET_STUB_LEN bytes to place at
+ * X86_RESET_VECTOR (16-bit real mode: mov al, RESET_VALUE; mov dx, 0x602;
+ * out dx, al; then hlt forever).  Pure; any thread.
+ */
+void x86_reset_stub(uint8_t out[X86_RESET_STUB_LEN]);
 
 /* ---- port I/O routing ---- */
 
