@@ -2,7 +2,8 @@
 /*
  * startup-timer: run a VMM, time its start-up, report its peak RSS.
  *
- *   startup-timer [-t SECONDS] [-o CONSOLE_FILE] -- COMMAND [ARGS...]
+ *   startup-timer [-t SECONDS] [-o CONSOLE_FILE] [-m STRING [-g MIB]]
+ *                 -- COMMAND [ARGS...]
  *
  * Runs COMMAND with stdin = /dev/null and stdout (the serial console of
  * both VMMs under test) on a pipe, and prints one line on stdout:
@@ -15,6 +16,19 @@
  *   maxrss_kib     ru_maxrss of the child from wait4(): its peak resident
  *                  set, KiB, guest memory it touched included
  *   status         exit:<code> or signal:<n>
+ *
+ * With -m STRING, three more fields come before status:
+ *
+ *   match_us       ... to the first occurrence of STRING in the console
+ *                  output (-1 if it never appeared), microseconds
+ *   rss_kib        the child's VmRSS (/proc/PID/smaps) at that moment, KiB
+ *   guest_kib      at the same moment, the Rss of the child's guest-RAM
+ *                  mapping: the largest mapping of at least -g MIB
+ *                  (default 16), KiB.  rss_kib - guest_kib is the VMM's
+ *                  own memory, guest pages it touched excluded.
+ *
+ * The sample is taken from the direct child only (the VMM must be exec'd,
+ * not forked from a wrapper).
  *
  * All console output is copied to CONSOLE_FILE (default: discarded) so the
  * caller can check that the guest really ran.  After -t SECONDS (default 60)
@@ -65,12 +79,54 @@ static int write_all(int fd, const char *p, size_t n)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: startup-timer [-t SECONDS] [-o CONSOLE_FILE] -- COMMAND [ARGS...]\n");
+		"usage: startup-timer [-t SECONDS] [-o CONSOLE_FILE] [-m STRING [-g MIB]] -- COMMAND [ARGS...]\n");
+}
+
+/*
+ * smaps_sample: sum the Rss of every mapping of PID (*total) and report the
+ * Rss of the largest mapping of at least MIN_BYTES (*guest), both in KiB.
+ * Returns 0, or -1 if /proc/PID/smaps could not be read (the child exited).
+ */
+static int smaps_sample(pid_t pid, unsigned long long min_bytes,
+			long long *total, long long *guest)
+{
+	char path[64], line[512];
+	unsigned long long lo, hi, size = 0, best = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	*total = 0;
+	*guest = -1;
+	while (fgets(line, sizeof(line), f)) {
+		long long kib;
+
+		if (sscanf(line, "%llx-%llx ", &lo, &hi) == 2 && hi > lo) {
+			size = hi - lo;
+			continue;
+		}
+		if (sscanf(line, "Rss: %lld kB", &kib) == 1) {
+			*total += kib;
+			if (size >= min_bytes && size > best) {
+				best = size;
+				*guest = kib;
+			}
+		}
+	}
+	fclose(f);
+	return 0;
 }
 
 int main(int argc, char **argv)
 {
-	const char *out_path = NULL;
+	const char *out_path = NULL, *match = NULL;
+	size_t match_len = 0, tail_len = 0;
+	unsigned long long min_guest = 16ULL << 20;
+	long long rss = -1, guest = -1;
+	int64_t matched = -1;
+	char tail[512];
 	long timeout_s = 60;
 	int opt, pfd[2], out = -1, status;
 	int64_t t0, first = -1, deadline;
@@ -79,7 +135,7 @@ int main(int argc, char **argv)
 	char buf[65536];
 	char *end;
 
-	while ((opt = getopt(argc, argv, "+t:o:h")) != -1) {
+	while ((opt = getopt(argc, argv, "+t:o:m:g:h")) != -1) {
 		switch (opt) {
 		case 't':
 			errno = 0;
@@ -92,6 +148,24 @@ int main(int argc, char **argv)
 			break;
 		case 'o':
 			out_path = optarg;
+			break;
+		case 'm':
+			match = optarg;
+			match_len = strlen(match);
+			if (!match_len || match_len >= sizeof(tail) / 2) {
+				fprintf(stderr, "startup-timer: -m takes 1..%zu bytes\n",
+					sizeof(tail) / 2 - 1);
+				return 2;
+			}
+			break;
+		case 'g':
+			errno = 0;
+			min_guest = strtoull(optarg, &end, 10);
+			if (errno || *end || !min_guest || min_guest > (1ULL << 24)) {
+				fprintf(stderr, "startup-timer: bad -g '%s' (MiB)\n", optarg);
+				return 2;
+			}
+			min_guest <<= 20;
 			break;
 		default:
 			usage();
@@ -164,6 +238,32 @@ int main(int argc, char **argv)
 			break;
 		if (first < 0)
 			first = now_us() - t0;
+		if (match && matched < 0) {
+			/* Search the last bytes of the previous reads plus this one,
+			 * so a STRING split across reads is found. */
+			size_t off = 0;
+
+			while (off < (size_t)n && matched < 0) {
+				size_t take = (size_t)n - off;
+
+				if (take > sizeof(tail) - tail_len)
+					take = sizeof(tail) - tail_len;
+				memcpy(tail + tail_len, buf + off, take);
+				tail_len += take;
+				off += take;
+				if (memmem(tail, tail_len, match, match_len)) {
+					matched = now_us() - t0;
+					if (smaps_sample(pid, min_guest, &rss, &guest))
+						rss = guest = -1;
+					break;
+				}
+				if (tail_len > match_len - 1) {
+					memmove(tail, tail + tail_len - (match_len - 1),
+						match_len - 1);
+					tail_len = match_len - 1;
+				}
+			}
+		}
 		if (out >= 0 && write_all(out, buf, (size_t)n) < 0) {
 			perror("startup-timer: write");
 			close(out);
@@ -177,8 +277,12 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	printf("first_byte_us=%lld exit_us=%lld maxrss_kib=%ld status=",
+	printf("first_byte_us=%lld exit_us=%lld maxrss_kib=%ld ",
 	       (long long)first, (long long)(now_us() - t0), ru.ru_maxrss);
+	if (match)
+		printf("match_us=%lld rss_kib=%lld guest_kib=%lld ",
+		       (long long)matched, rss, guest);
+	printf("status=");
 	if (WIFEXITED(status))
 		printf("exit:%d\n", WEXITSTATUS(status));
 	else

@@ -58,29 +58,32 @@ build) deps; build ;;
 run)
 	deps
 	build
+	# configs/debian.ini names build/guest/{vmlinux,initramfs.cpio.gz}.
+	"$SRC/scripts/mkinitramfs" "$SRC/build/guest/initramfs.cpio.gz" --link-kernel >/dev/null
+	# On a terminal the guest's /init starts a shell before powering off.
+	app=()
+	if [ -t 0 ] && [ -t 1 ]; then app=(--append smvmm.shell=1); fi
 	if why=$("$SRC/scripts/nested-kvm" --probe); then
-		# configs/debian.ini names build/guest/{vmlinux,initramfs.cpio.gz}.
-		"$SRC/scripts/mkinitramfs" "$SRC/build/guest/initramfs.cpio.gz" --link-kernel >/dev/null
-		# On a terminal the guest's /init starts a shell before powering off.
-		app=()
-		if [ -t 0 ] && [ -t 1 ]; then app=(--append smvmm.shell=1); fi
-		exec "$BUILD/smvmm" -c "$SRC/configs/debian.ini" "${app[@]}"
+		exec "$BUILD/smvmm" -c "$SRC/configs/debian.ini" ${app[@]+"${app[@]}"}
 	fi
-	# Linux does not yet boot inside the rig (see README, "The nested-KVM
-	# rig"): the probe guest does, in about 10 s.
-	echo "dev.sh: ${why#nested: }: booting the probe guest inside the nested-KVM rig (QEMU TCG, about 10 s)" >&2
-	exec "$SRC/scripts/nested-kvm" --quiet -- "$BUILD/smvmm" -c "$SRC/configs/probe.ini"
+	echo "dev.sh: ${why#nested: }: booting configs/debian.ini inside the nested-KVM rig (scripts/nested-kvm: QEMU TCG, about 30 s)" >&2
+	# L1's /tmp is its own: a tree under /tmp is shared in at its path.
+	rw=()
+	case "$SRC" in /tmp/*) rw=(--rw "$SRC") ;; esac
+	exec "$SRC/scripts/nested-kvm" --quiet ${rw[@]+"${rw[@]}"} -- "$BUILD/smvmm" -c "$SRC/configs/debian.ini" ${app[@]+"${app[@]}"}
 	;;
 test)
 	deps
 	build
 	rc=0
-	# kvm-linux: Debian's kernel under smvmm.  Inside the nested-KVM rig
-	# (every machine without a hardware KVM) that guest hangs today
-	# (README, "The nested-KVM rig"), so these run only on request:
-	# ctest -L kvm-linux.
-	echo "dev.sh: not run by default: the kvm-linux tests (ctest -L kvm-linux)"
-	(cd "$BUILD" && ctest --output-on-failure -j "$JOBS" -LE '^kvm-linux$') || rc=1
+	# Every test, the kvm ones natively where KVM can boot Linux and through
+	# the nested-KVM rig (scripts/nested-kvm) everywhere else; kvm-linux
+	# (Debian's kernel under smvmm) among them, but one: kvm-linux/linux_kvm
+	# passes blk x4, fio, discard and 64 MiB each way over vsock in the rig,
+	# then one of the 40 short vsock echo connections came back empty (an
+	# open bug, README "The nested-KVM rig"); run it with ctest -R linux_kvm.
+	echo "dev.sh: not run by default: kvm-linux/linux_kvm (open vsock bug; ctest -R linux_kvm)"
+	(cd "$BUILD" && ctest --output-on-failure -j "$JOBS" -E '^kvm-linux/linux_kvm$') || rc=1
 	build_san
 	# Unit tests, and the quick smvmm end-to-end tests too (an ASan
 	# report makes smvmm exit non-zero); QEMU-only tests and the slow
