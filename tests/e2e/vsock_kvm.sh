@@ -53,7 +53,7 @@ uds_path = $uds
 EOF
 
 # 1. the echo server for guest-initiated connections
-socat UNIX-LISTEN:"${uds}_5000",fork EXEC:cat 2>"$tmp/socat-echo.err" &
+socat -t 60 UNIX-LISTEN:"${uds}_5000",fork EXEC:cat 2>"$tmp/socat-echo.err" &
 pids+=($!)
 for _ in $(seq 50); do [ -S "${uds}_5000" ] && break; sleep 0.1; done
 

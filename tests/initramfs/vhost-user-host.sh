@@ -94,7 +94,10 @@ vu_vsock_servers() {
 	local V=$1
 	socat -u UNIX-LISTEN:"${V}_5000" CREATE:"$WORK/g2h.bin" 2>"$WORK/socat-5000.log" &
 	PIDS+=($!)
-	socat UNIX-LISTEN:"${V}_5001",fork EXEC:cat 2>/dev/null &
+	# -t 60: after the client's EOF, socat by default waits only 0.5 s for
+	# cat's echo before it closes; a loaded host (the rig's one emulated
+	# CPU) missed that and the guest read '' (seen in linux_kvm).
+	socat -t 60 UNIX-LISTEN:"${V}_5001",fork EXEC:cat 2>/dev/null &
 	PIDS+=($!)
 	head -c $((MIB << 20)) /dev/urandom >"$WORK/h2g.bin"
 	VU_H2G_SHA=$(sha256sum <"$WORK/h2g.bin" | cut -c1-64)

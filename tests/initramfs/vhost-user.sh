@@ -148,7 +148,8 @@ vsock_main() {
 
 	# many short connections host -> guest: an echo server here; the
 	# host connects to port 6002 when it is done.
-	T socat VSOCK-LISTEN:6001,fork,reuseaddr EXEC:cat &
+	# -t 60: socat's default 0.5 s after EOF can lose the echo under load.
+	T socat -t 60 VSOCK-LISTEN:6001,fork,reuseaddr EXEC:cat &
 	echo_pid=$!
 	sleep 1
 	say "echo 6001"
