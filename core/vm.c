@@ -666,6 +666,7 @@ int vm_start(struct vm *vm, int serial_fd, char *err, size_t errlen)
 	boot.rsdp_gpa = rsdp;
 	boot.vcpus = m->vcpus;
 	boot.mem_size = m->mem_size;
+	boot.ram_zeroed = true; /* fresh gmem_add_ram memory; only < 1 MiB written so far */
 	rc = x86_boot_load(&vm->mem, &boot, &regs, err, errlen);
 	if (rc)
 		return rc;

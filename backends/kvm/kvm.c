@@ -394,6 +394,19 @@ static int kvm_run_vm(void *opaque)
 		goto out;
 	}
 	atomic_store(&vm->stopping, false);
+	/*
+	 * kvmclock counts from KVM_CREATE_VM; start the guest's clock at 0
+	 * when its vCPUs first run instead (as QEMU does), so that the guest's
+	 * timestamps measure the guest and not the VMM's set-up (loading the
+	 * kernel).  A restored state keeps its own clock.  Best effort: a KVM
+	 * without KVM_SET_CLOCK only shifts the timestamps.
+	 */
+	if (!vm->clock_set) {
+		struct kvm_clock_data clock = { .clock = 0 };
+
+		(void)ioctl(vm->vm_fd, KVM_SET_CLOCK, &clock);
+		vm->clock_set = true;
+	}
 	/* Threads inherit the creator's mask: start them with every signal
 	 * blocked, so the kick is only taken inside KVM_RUN. */
 	sigfillset(&all);
@@ -593,6 +606,8 @@ static int kvm_restore(void *opaque, const void *data, size_t len)
 
 	pthread_mutex_lock(&vm->run_lock);
 	ret = vm->running ? -EBUSY : kvm_restore_state(vm, data, len);
+	if (!ret)
+		vm->clock_set = true;
 	pthread_mutex_unlock(&vm->run_lock);
 	return ret;
 }

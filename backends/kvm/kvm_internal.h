@@ -79,6 +79,7 @@ struct kvm_vm {
 	/* Serializes run() and stop() (stop may come from any thread). */
 	pthread_mutex_t run_lock;
 	bool running;
+	bool clock_set; /* the guest clock was set: at the first run() or by a restore */
 	/* Guards vcpus[].thread/thread_live against kicks from any thread. */
 	pthread_mutex_t kick_lock;
 };

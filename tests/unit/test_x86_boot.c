@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -190,6 +191,9 @@ static void make_bz(const char *path, const struct bz *b)
 	free(f);
 }
 
+/* cfg.ram_zeroed for load(): false but in test_elf_zero_pages */
+static bool g_ram_zeroed;
+
 static int load(struct vmem *v, const char *kernel, const char *initrd,
 		const char *cmdline, enum boot_protocol proto,
 		struct smvmm_x86_regs *r, struct x86_boot_info *info,
@@ -198,7 +202,7 @@ static int load(struct vmem *v, const char *kernel, const char *initrd,
 	struct x86_boot_cfg cfg = {
 		.kernel = kernel, .initrd = initrd, .cmdline = cmdline,
 		.protocol = proto, .rsdp_gpa = X86_ACPI_BASE, .vcpus = 1,
-		.mem_size = v->size,
+		.mem_size = v->size, .ram_zeroed = g_ram_zeroed,
 	};
 
 	return x86_boot_load_info(&v->m, &cfg, r, info, err, errlen);
@@ -654,6 +658,83 @@ START_TEST(test_elf_linux)
 }
 END_TEST
 
+/* Is the guest page at gpa resident in the host (faulted in)? */
+static bool resident(struct vmem *v, uint64_t gpa)
+{
+	uintptr_t p = (uintptr_t)gp(v, gpa & ~0xfffULL, 4096);
+	unsigned char vec = 0;
+
+	ck_assert_int_eq(mincore((void *)p, 4096, &vec), 0);
+	return vec & 1;
+}
+
+/*
+ * With ram_zeroed (fresh guest RAM, as smvmm's vm.c loads into), the loader
+ * copies only the guest pages of a segment that hold a non-zero byte and
+ * leaves the bss alone: zero pages of the file are never faulted in.  The
+ * segment is not page-aligned, so "page" means a guest page.
+ */
+START_TEST(test_elf_zero_pages)
+{
+	enum { LEN = 6 * 4096 + 100, BASE = 0x1000800 };
+	static uint8_t data[LEN];
+	struct seg s[1] = {
+		{ .type = 1, .paddr = BASE, .vaddr = BASE, .filesz = LEN,
+		  .memsz = LEN + 5 * 4096, .data = data },
+	};
+	struct vmem v;
+	struct smvmm_x86_regs r;
+	char err[512] = "";
+	uint64_t end = BASE + LEN;
+
+	memset(data, 0, sizeof(data));
+	/* guest page 0x1000000 (the segment's first 0x800 bytes): one byte */
+	data[0x7ff] = 0x11;
+	/* guest pages 0x1001000 and 0x1002000: zero */
+	/* guest page 0x1003000: its last byte */
+	data[0x1003fff - BASE] = 0x22;
+	/* guest pages 0x1004000, 0x1005000: zero; 0x1006000: the entry */
+	data[0x1006000 - BASE] = 0x90;
+	/* the tail (to end, in guest page 0x1006000 too) */
+	data[LEN - 1] = 0x33;
+	make_elf(tpath("vmlinux"), 0x1006000, s, 1, 62, 0);
+
+	g_ram_zeroed = true;
+	vmem_init(&v, 64 * MiB);
+	ck_assert_msg(load(&v, tpath("vmlinux"), NULL, "", BOOT_PROTO_LINUX,
+			   &r, NULL, err, sizeof(err)) == 0, "%s", err);
+	g_ram_zeroed = false;
+	/* only the non-zero pages were touched (checked first: reading a
+	 * page of the memfd faults it in) */
+	ck_assert(resident(&v, 0x1000000));
+	ck_assert(!resident(&v, 0x1001000));
+	ck_assert(!resident(&v, 0x1002000));
+	ck_assert(resident(&v, 0x1003000));
+	ck_assert(!resident(&v, 0x1004000));
+	ck_assert(!resident(&v, 0x1005000));
+	ck_assert(resident(&v, 0x1006000));
+	/* the bss (past the page of the file's tail) was not cleared */
+	ck_assert(!resident(&v, 0x1008000));
+	ck_assert(!resident(&v, 0x100a000));
+	/* every byte as in the file, the bss zero */
+	ck_assert_int_eq(memcmp(gp(&v, BASE, LEN), data, LEN), 0);
+	for (uint64_t a = end; a < BASE + s[0].memsz; a++)
+		ck_assert_uint_eq(gp(&v, a, 1)[0], 0);
+	gmem_destroy(&v.m);
+
+	/* Without ram_zeroed every page is written: stale bytes go. */
+	vmem_init(&v, 64 * MiB);
+	memset(gp(&v, 0x1001000, 0x2000), 0xcc, 0x2000);
+	memset(gp(&v, end, 0x2000), 0xcc, 0x2000);
+	ck_assert_msg(load(&v, tpath("vmlinux"), NULL, "", BOOT_PROTO_LINUX,
+			   &r, NULL, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(memcmp(gp(&v, BASE, LEN), data, LEN), 0);
+	for (uint64_t a = end; a < end + 0x2000; a++)
+		ck_assert_uint_eq(gp(&v, a, 1)[0], 0);
+	gmem_destroy(&v.m);
+}
+END_TEST
+
 START_TEST(test_elf_pvh)
 {
 	uint8_t note[64];
@@ -1093,6 +1174,7 @@ int main(void)
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_bz_good);
+	tcase_add_test(tc, test_elf_zero_pages);
 	tcase_add_test(tc, test_bz_relocate_and_limits);
 	tcase_add_test(tc, test_bz_errors);
 	tcase_add_test(tc, test_elf_linux);

@@ -182,6 +182,61 @@ static int load_to_guest(struct kctx *k, int fd, const char *what,
 	return 0;
 }
 
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	return !n || (p[0] == 0 && !memcmp(p, p + 1, n - 1));
+}
+
+/*
+ * load_to_guest for RAM known to be zero: read through a bounce buffer and
+ * copy only the guest pages (4 KiB, by guest address) holding a non-zero
+ * byte, so that zero pages of the file are never touched in guest RAM.
+ */
+static int load_to_zeroed_guest(struct kctx *k, int fd, const char *what,
+				uint64_t off, uint64_t gpa, uint64_t len)
+{
+	enum { BOUNCE = 1 << 20 };
+	uint8_t *dst, *buf;
+	uint64_t done = 0;
+	int ret = 0;
+
+	if (!len)
+		return 0;
+	dst = gmem_hva(k->m, gpa, len);
+	if (!dst)
+		return fail(k, -EFAULT, "%s [0x%llx, 0x%llx) is not guest RAM",
+			    what, (unsigned long long)gpa,
+			    (unsigned long long)(gpa + len));
+	buf = malloc(BOUNCE);
+	if (!buf)
+		return fail(k, -ENOMEM, "reading %s: out of memory", what);
+	while (done < len) {
+		size_t n = len - done > BOUNCE ? BOUNCE : (size_t)(len - done);
+
+		ret = read_at(fd, off + done, buf, n);
+		if (ret)
+			break;
+		for (size_t i = 0; i < n;) {
+			/* up to the next guest page boundary */
+			size_t piece = PAGE_SIZE - ((gpa + done + i) & (PAGE_SIZE - 1));
+
+			if (piece > n - i)
+				piece = n - i;
+			if (!all_zero(buf + i, piece))
+				memcpy(dst + done + i, buf + i, piece);
+			i += piece;
+		}
+		done += n;
+	}
+	free(buf);
+	if (ret)
+		return fail(k, ret, "reading %s (%llu bytes at offset %llu): %s",
+			    what, (unsigned long long)len,
+			    (unsigned long long)off,
+			    ret == -EIO ? "file truncated" : strerror(-ret));
+	return 0;
+}
+
 static uint64_t gdt_entry(uint64_t flags, uint64_t base, uint64_t limit)
 {
 	/* SDM Vol. 3 §3.4.5 segment descriptor layout */
@@ -794,8 +849,8 @@ static int load_elf(struct kctx *k, const uint8_t *eh, size_t hlen,
 		uint8_t *bss;
 
 		snprintf(what, sizeof(what), "segment %u", i);
-		ret = load_to_guest(k, k->fd, what, seg[i].off, seg[i].paddr,
-				    seg[i].filesz);
+		ret = (k->cfg->ram_zeroed ? load_to_zeroed_guest : load_to_guest)(
+			k, k->fd, what, seg[i].off, seg[i].paddr, seg[i].filesz);
 		if (ret)
 			return ret;
 		bss = gmem_hva(k->m, seg[i].paddr + seg[i].filesz,
@@ -803,7 +858,8 @@ static int load_elf(struct kctx *k, const uint8_t *eh, size_t hlen,
 		if (seg[i].memsz > seg[i].filesz) {
 			if (!bss)
 				return fail(k, -EFAULT, "segment %u bss not in RAM", i);
-			memset(bss, 0, seg[i].memsz - seg[i].filesz);
+			if (!k->cfg->ram_zeroed)
+				memset(bss, 0, seg[i].memsz - seg[i].filesz);
 		}
 	}
 	ret = load_initrd(k, initrd_addr);

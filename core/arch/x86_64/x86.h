@@ -235,6 +235,13 @@ struct x86_boot_cfg {
 	uint64_t rsdp_gpa;        /* 0 = none (kernel scans 0xe0000) */
 	uint32_t vcpus;
 	uint64_t mem_size;        /* bytes, as given to x86_memory_layout */
+	/* Guest RAM above 1 MiB reads as zero on entry (fresh memory, as
+	 * gmem_add_ram gives it): the ELF loader then writes only the pages
+	 * of a PT_LOAD segment that hold a non-zero byte and leaves the bss
+	 * alone, so zero pages of the file are never touched (no page fault,
+	 * no RSS; Debian's vmlinux has ~25 MiB of them).  false: every byte
+	 * is written (RAM of unknown content). */
+	bool ram_zeroed;
 };
 
 /* What x86_boot_load decided, for logs and tests. */
