@@ -33,13 +33,18 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <linux/magic.h>
+#include <pwd.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <ini.h>
@@ -86,6 +91,7 @@ enum section_kind {
 	SEC_MACHINE,
 	SEC_BOOT,
 	SEC_CONSOLE,
+	SEC_SANDBOX,
 	SEC_DEVICE,
 	SEC_NR,
 };
@@ -94,6 +100,7 @@ static const char *const section_names[SEC_NR] = {
 	[SEC_MACHINE] = "machine",
 	[SEC_BOOT] = "boot",
 	[SEC_CONSOLE] = "console",
+	[SEC_SANDBOX] = "sandbox",
 };
 
 struct parse_ctx;
@@ -132,6 +139,12 @@ struct parse_ctx {
 
 	/* machine_load_devices(): only [device.<id>] sections are allowed */
 	bool devices_only;
+
+	/* a --uid/--gid/--chroot value is being set: errors name it */
+	const char *cli_opt;
+	/* [sandbox] user's primary group, from its passwd entry */
+	bool user_has_pw_gid;
+	uint32_t user_pw_gid;
 };
 
 static int set_vcpus(struct parse_ctx *c, const char *key, const char *v);
@@ -143,6 +156,14 @@ static int set_initrd(struct parse_ctx *c, const char *key, const char *v);
 static int set_cmdline(struct parse_ctx *c, const char *key, const char *v);
 static int set_protocol(struct parse_ctx *c, const char *key, const char *v);
 static int set_serial(struct parse_ctx *c, const char *key, const char *v);
+static int set_user(struct parse_ctx *c, const char *key, const char *v);
+static int set_group(struct parse_ctx *c, const char *key, const char *v);
+static int set_chroot(struct parse_ctx *c, const char *key, const char *v);
+static int set_namespaces(struct parse_ctx *c, const char *key, const char *v);
+static int set_cgroup(struct parse_ctx *c, const char *key, const char *v);
+static int set_cg_limit(struct parse_ctx *c, const char *key, const char *v);
+static int set_fsize_limit(struct parse_ctx *c, const char *key,
+			   const char *v);
 
 static const struct key_desc key_table[] = {
 	{ SEC_MACHINE, "vcpus", set_vcpus },
@@ -154,6 +175,20 @@ static const struct key_desc key_table[] = {
 	{ SEC_BOOT, "cmdline", set_cmdline },
 	{ SEC_BOOT, "protocol", set_protocol },
 	{ SEC_CONSOLE, "serial", set_serial },
+	{ SEC_SANDBOX, "user", set_user },
+	{ SEC_SANDBOX, "group", set_group },
+	{ SEC_SANDBOX, "chroot", set_chroot },
+	{ SEC_SANDBOX, "namespaces", set_namespaces },
+	{ SEC_SANDBOX, "cgroup", set_cgroup },
+	{ SEC_SANDBOX, "memory_max", set_cg_limit },
+	{ SEC_SANDBOX, "memory_high", set_cg_limit },
+	{ SEC_SANDBOX, "memory_swap_max", set_cg_limit },
+	{ SEC_SANDBOX, "cpu_max", set_cg_limit },
+	{ SEC_SANDBOX, "cpu_weight", set_cg_limit },
+	{ SEC_SANDBOX, "pids_max", set_cg_limit },
+	{ SEC_SANDBOX, "cpuset_cpus", set_cg_limit },
+	{ SEC_SANDBOX, "cpuset_mems", set_cg_limit },
+	{ SEC_SANDBOX, "fsize_limit", set_fsize_limit },
 };
 #define NR_KEYS (sizeof(key_table) / sizeof(key_table[0]))
 
@@ -185,6 +220,11 @@ fail_at(struct parse_ctx *c, int line, const char *section, const char *key,
 	if (!c->err || !c->errlen)
 		return -EINVAL;
 
+	if (c->cli_opt) {
+		/* a command-line value: the option is the place to fix */
+		snprintf(c->err, c->errlen, "%s: %s", c->cli_opt, reason);
+		return -EINVAL;
+	}
 	char where[64] = "";
 	if (line > 0)
 		snprintf(where, sizeof(where), ":%d", line);
@@ -515,6 +555,709 @@ static int set_serial(struct parse_ctx *c, const char *key, const char *v)
 	return resolve_path(c, key, v, &c->m->serial);
 }
 
+/* ---- [sandbox] ---------------------------------------------------------- */
+
+/*
+ * The origin of the value being set: the current line, or the command-line
+ * option.
+ */
+static struct machine_origin here(const struct parse_ctx *c)
+{
+	return (struct machine_origin){ .line = c->cli_opt ? 0 : c->lineno,
+					.opt = c->cli_opt };
+}
+
+/* A numeric uid/gid: digits only, 0..4294967294 ((uid_t)-1 means "none"
+ * to the set*id calls).  1: not a number, 0: ok, -ERANGE. */
+static int parse_id(const char *v, uint32_t *out)
+{
+	uint64_t n;
+
+	for (const char *p = v; *p; p++)
+		if (!isdigit((unsigned char)*p))
+			return 1;
+	if (parse_u64(v, false, &n) || n >= UINT32_MAX)
+		return -ERANGE;
+	*out = (uint32_t)n;
+	return 0;
+}
+
+static int set_user(struct parse_ctx *c, const char *key, const char *v)
+{
+	struct machine_sandbox *sb = &c->m->sandbox;
+	struct passwd pw, *res = NULL;
+	char buf[4096];
+	uint32_t uid;
+	int rc;
+
+	if (!*v)
+		return fail_key(c, key, "empty value (a user name or a "
+				"numeric uid)");
+	rc = parse_id(v, &uid);
+	if (rc < 0)
+		return fail_key(c, key, "uid '%s' is out of range "
+				"(0..4294967294)", v);
+	c->user_has_pw_gid = false;
+	if (rc == 0) {
+		/* A numeric uid needs no passwd entry (a uid of its own per
+		 * VM, as Firecracker's jailer recommends). */
+		if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) == 0 && res) {
+			c->user_has_pw_gid = true;
+			c->user_pw_gid = (uint32_t)res->pw_gid;
+		}
+	} else {
+		int e = getpwnam_r(v, &pw, buf, sizeof(buf), &res);
+
+		if (e)
+			return fail_key(c, key, "cannot look up user '%s': %s",
+					v, strerror(e));
+		if (!res)
+			return fail_key(c, key, "unknown user '%s' (not in the "
+					"passwd database; a numeric uid needs "
+					"no entry)", v);
+		uid = (uint32_t)res->pw_uid;
+		c->user_has_pw_gid = true;
+		c->user_pw_gid = (uint32_t)res->pw_gid;
+	}
+	if (uid == 0)
+		return fail_key(c, key, "'%s' is uid 0 (root): the jail drops "
+				"root privileges to another user", v);
+	free(sb->user);
+	sb->user = strdup(v);
+	if (!sb->user)
+		return fail_key(c, key, "out of memory");
+	sb->uid = uid;
+	sb->jail = true;
+	sb->user_at = here(c);
+	return 0;
+}
+
+static int set_group(struct parse_ctx *c, const char *key, const char *v)
+{
+	struct machine_sandbox *sb = &c->m->sandbox;
+	struct group gr, *res = NULL;
+	char buf[8192];
+	uint32_t gid;
+	int rc;
+
+	if (!*v)
+		return fail_key(c, key, "empty value (a group name or a "
+				"numeric gid)");
+	rc = parse_id(v, &gid);
+	if (rc < 0)
+		return fail_key(c, key, "gid '%s' is out of range "
+				"(0..4294967294)", v);
+	if (rc) {
+		int e = getgrnam_r(v, &gr, buf, sizeof(buf), &res);
+
+		if (e)
+			return fail_key(c, key, "cannot look up group '%s': "
+					"%s", v, strerror(e));
+		if (!res)
+			return fail_key(c, key, "unknown group '%s' (not in "
+					"the group database; a numeric gid "
+					"needs no entry)", v);
+		gid = (uint32_t)res->gr_gid;
+	}
+	if (gid == 0)
+		return fail_key(c, key, "'%s' is gid 0 (root): the jail drops "
+				"root's group too", v);
+	free(sb->group);
+	sb->group = strdup(v);
+	if (!sb->group)
+		return fail_key(c, key, "out of memory");
+	sb->gid = gid;
+	sb->has_gid = true;
+	sb->group_at = here(c);
+	return 0;
+}
+
+/*
+ * `p` (absolute) without "." and ".." components, repeated or trailing
+ * slashes: lexically, as the path was written.  malloc'd, NULL if out of
+ * memory.
+ */
+static char *normalize_abs(const char *p)
+{
+	size_t n = strlen(p);
+	char *out = malloc(n + 2);
+	size_t o = 0;
+
+	if (!out)
+		return NULL;
+	while (*p) {
+		const char *e;
+		size_t len;
+
+		while (*p == '/')
+			p++;
+		e = p + strcspn(p, "/");
+		len = (size_t)(e - p);
+		if (len == 0 || (len == 1 && p[0] == '.')) {
+			/* nothing */
+		} else if (len == 2 && p[0] == '.' && p[1] == '.') {
+			while (o > 0 && out[o - 1] != '/')
+				o--;
+			if (o > 0)
+				o--; /* the slash */
+		} else {
+			out[o++] = '/';
+			memcpy(out + o, p, len);
+			o += len;
+		}
+		p = e;
+	}
+	if (o == 0)
+		out[o++] = '/';
+	out[o] = '\0';
+	return out;
+}
+
+static int set_chroot(struct parse_ctx *c, const char *key, const char *v)
+{
+	struct machine_sandbox *sb = &c->m->sandbox;
+	char cwd[PATH_MAX], *p = NULL, *real = NULL, *norm = NULL;
+	struct stat st;
+	int rc;
+
+	if (c->cli_opt) {
+		/* a command-line path: relative to the working directory */
+		if (!getcwd(cwd, sizeof(cwd)))
+			return fail_key(c, key, "getcwd: %s", strerror(errno));
+		rc = machine_join_path(cwd, v, &p);
+		if (rc == -EINVAL)
+			return fail_key(c, key, "empty path");
+		if (rc)
+			return fail_key(c, key, "%s", strerror(-rc));
+	} else {
+		rc = resolve_path(c, key, v, &p);
+		if (rc)
+			return rc;
+	}
+	if (stat(p, &st) < 0) {
+		rc = fail_key(c, key, "%s: %s (the jail directory must exist)",
+			      p, strerror(errno));
+		goto out;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		rc = fail_key(c, key, "%s: not a directory", p);
+		goto out;
+	}
+	real = realpath(p, NULL);
+	norm = normalize_abs(p);
+	if (!real || !norm) {
+		rc = fail_key(c, key, "%s: %s", p,
+			      real ? "out of memory" : strerror(errno));
+		goto out;
+	}
+	if (!strcmp(real, "/")) {
+		rc = fail_key(c, key, "%s is the root directory: the jail "
+			      "needs a directory of its own", p);
+		goto out;
+	}
+	free(sb->chroot);
+	free(sb->chroot_alias);
+	sb->chroot = real;
+	sb->chroot_alias = NULL;
+	real = NULL;
+	if (strcmp(norm, sb->chroot)) {
+		sb->chroot_alias = norm;
+		norm = NULL;
+	}
+	sb->chroot_at = here(c);
+	rc = 0;
+out:
+	free(p);
+	free(real);
+	free(norm);
+	return rc;
+}
+
+static const struct {
+	const char *name;
+	unsigned int bit;
+} ns_names[] = {
+	{ "mount", MACHINE_NS_MOUNT },
+	{ "pid", MACHINE_NS_PID },
+	{ "net", MACHINE_NS_NET },
+	{ "ipc", MACHINE_NS_IPC },
+	{ "uts", MACHINE_NS_UTS },
+};
+#define NR_NS (sizeof(ns_names) / sizeof(ns_names[0]))
+
+/* "mount,pid,net" (blanks around the commas allowed) or "none". */
+static int set_namespaces(struct parse_ctx *c, const char *key, const char *v)
+{
+	unsigned int set = 0;
+	const char *p = v;
+
+	if (strcmp(v, "none")) {
+		for (;;) {
+			const char *e = p + strcspn(p, ","), *s = p, *t = e;
+			unsigned int bit = 0;
+			size_t n;
+
+			while (s < t && isblank((unsigned char)*s))
+				s++;
+			while (t > s && isblank((unsigned char)t[-1]))
+				t--;
+			n = (size_t)(t - s);
+			if (n == 0)
+				return fail_key(c, key, "'%s' has an empty "
+						"entry (a comma-separated list "
+						"of mount, pid, net, ipc, uts; "
+						"or none)", v);
+			for (size_t i = 0; i < NR_NS; i++)
+				if (strlen(ns_names[i].name) == n &&
+				    !memcmp(ns_names[i].name, s, n))
+					bit = ns_names[i].bit;
+			if (!bit)
+				return fail_key(c, key, "'%.*s' is not a "
+						"namespace (a comma-separated "
+						"list of mount, pid, net, ipc, "
+						"uts; or none)", (int)n, s);
+			if (set & bit)
+				return fail_key(c, key, "'%.*s' is listed "
+						"twice", (int)n, s);
+			set |= bit;
+			if (!*e)
+				break;
+			p = e + 1;
+		}
+	}
+	c->m->sandbox.namespaces = set;
+	c->m->sandbox.namespaces_line = c->lineno;
+	return 0;
+}
+
+/*
+ * The directory where cgroup2 is mounted, from /proc/self/mounts, for a
+ * hint in an error; "" when there is none.
+ */
+static void cgroup2_mount(char *out, size_t len)
+{
+	FILE *f = fopen("/proc/self/mounts", "re");
+	char dev[256], dir[PATH_MAX], type[64];
+
+	out[0] = '\0';
+	if (!f)
+		return;
+	while (fscanf(f, "%255s %4095s %63s %*[^\n]", dev, dir, type) == 3) {
+		if (!strcmp(type, "cgroup2")) {
+			snprintf(out, len, "%s", dir);
+			break;
+		}
+	}
+	fclose(f);
+}
+
+static bool on_cgroup2(const char *path)
+{
+	struct statfs fs;
+
+	return statfs(path, &fs) == 0 &&
+	       (unsigned long)fs.f_type == (unsigned long)CGROUP2_SUPER_MAGIC;
+}
+
+/*
+ * An absolute directory in a cgroup v2 hierarchy, below its root; it is
+ * created when smvmm starts (not by --check).  Only read here.
+ */
+static int set_cgroup(struct parse_ctx *c, const char *key, const char *v)
+{
+	struct machine_sandbox *sb = &c->m->sandbox;
+	char *p, *anc, mnt[PATH_MAX], hint[PATH_MAX + 64] = "";
+	struct stat st;
+	int rc = 0;
+
+	if (v[0] != '/')
+		return fail_key(c, key, "'%s' is not an absolute path (a cgroup "
+				"v2 directory, e.g. /sys/fs/cgroup/smvmm/vm1)",
+				v);
+	if (strlen(v) >= PATH_MAX - 64)
+		return fail_key(c, key, "path longer than %d bytes",
+				PATH_MAX - 64);
+	for (const char *q = v; *q;) {
+		const char *e = q + strcspn(q, "/");
+		size_t n = (size_t)(e - q);
+
+		if ((n == 1 && q[0] == '.') ||
+		    (n == 2 && q[0] == '.' && q[1] == '.'))
+			return fail_key(c, key, "'%s': no '.' or '..' "
+					"components, please", v);
+		q = *e ? e + 1 : e;
+	}
+	p = normalize_abs(v);
+	anc = p ? strdup(p) : NULL;
+	if (!p || !anc) {
+		free(p);
+		free(anc);
+		return fail_key(c, key, "out of memory");
+	}
+	cgroup2_mount(mnt, sizeof(mnt));
+	if (mnt[0])
+		snprintf(hint, sizeof(hint), "; cgroup2 is mounted at %s", mnt);
+	else
+		snprintf(hint, sizeof(hint), "; no cgroup2 file system is "
+			 "mounted");
+	/* the nearest part of the path that exists */
+	while (stat(anc, &st) < 0) {
+		char *slash = strrchr(anc, '/');
+
+		if (errno != ENOENT) {
+			rc = fail_key(c, key, "%s: %s", anc, strerror(errno));
+			goto out;
+		}
+		if (slash == anc) {
+			anc[1] = '\0';
+			break;
+		}
+		*slash = '\0';
+	}
+	if (!on_cgroup2(anc)) {
+		rc = fail_key(c, key, "%s is not in a cgroup v2 hierarchy "
+			      "(%s is not a cgroup2 file system%s)",
+			      p, anc, hint);
+		goto out;
+	}
+	if (!strcmp(anc, p)) {
+		char *parent = strdup(p), *slash;
+
+		if (!parent) {
+			rc = fail_key(c, key, "out of memory");
+			goto out;
+		}
+		slash = strrchr(parent, '/');
+		if (slash == parent)
+			slash[1] = '\0';
+		else
+			*slash = '\0';
+		if (!S_ISDIR(st.st_mode))
+			rc = fail_key(c, key, "%s: not a directory", p);
+		else if (!on_cgroup2(parent))
+			rc = fail_key(c, key, "%s is the root of the cgroup "
+				      "hierarchy: name a cgroup below it, "
+				      "e.g. %s/smvmm", p,
+				      strcmp(p, "/") ? p : "");
+		free(parent);
+		if (rc)
+			goto out;
+	}
+	free(sb->cgroup);
+	sb->cgroup = p;
+	p = NULL;
+	sb->cgroup_line = c->lineno;
+out:
+	free(p);
+	free(anc);
+	return rc;
+}
+
+enum cg_kind { CG_SIZE_OR_MAX, CG_SWAP_OR_MAX, CG_CPU_MAX, CG_WEIGHT,
+	       CG_COUNT_OR_MAX, CG_LIST };
+
+/* [sandbox] keys that are cgroup v2 interface files (cgroup-v2.rst). */
+static const struct {
+	const char *key, *file;
+	enum cg_kind kind;
+} cg_keys[MACHINE_SANDBOX_MAX_LIMITS] = {
+	{ "memory_max", "memory.max", CG_SIZE_OR_MAX },
+	{ "memory_high", "memory.high", CG_SIZE_OR_MAX },
+	{ "memory_swap_max", "memory.swap.max", CG_SWAP_OR_MAX },
+	{ "cpu_max", "cpu.max", CG_CPU_MAX },
+	{ "cpu_weight", "cpu.weight", CG_WEIGHT },
+	{ "pids_max", "pids.max", CG_COUNT_OR_MAX },
+	{ "cpuset_cpus", "cpuset.cpus", CG_LIST },
+	{ "cpuset_mems", "cpuset.mems", CG_LIST },
+};
+
+/* cpuset list syntax: "0-3,8,10-11". */
+static bool cpu_list_ok(const char *v)
+{
+	const char *p = v;
+
+	for (;;) {
+		uint64_t lo, hi;
+		char num[24];
+		size_t n = strspn(p, "0123456789");
+
+		if (n == 0 || n >= sizeof(num))
+			return false;
+		memcpy(num, p, n);
+		num[n] = '\0';
+		if (parse_u64(num, false, &lo))
+			return false;
+		p += n;
+		hi = lo;
+		if (*p == '-') {
+			p++;
+			n = strspn(p, "0123456789");
+			if (n == 0 || n >= sizeof(num))
+				return false;
+			memcpy(num, p, n);
+			num[n] = '\0';
+			if (parse_u64(num, false, &hi) || hi < lo)
+				return false;
+			p += n;
+		}
+		if (*p != ',')
+			break;
+		p++;
+	}
+	return *p == '\0';
+}
+
+static int set_cg_limit(struct parse_ctx *c, const char *key, const char *v)
+{
+	struct machine_sandbox *sb = &c->m->sandbox;
+	struct machine_cg_limit *l;
+	char out[64];
+	uint64_t n, period;
+	unsigned int k;
+
+	for (k = 0; k < MACHINE_SANDBOX_MAX_LIMITS; k++)
+		if (!strcmp(cg_keys[k].key, key))
+			break;
+	if (k == MACHINE_SANDBOX_MAX_LIMITS)
+		return fail_key(c, key, "unknown key");
+	switch (cg_keys[k].kind) {
+	case CG_SIZE_OR_MAX:
+	case CG_SWAP_OR_MAX:
+		if (!strcmp(v, "max")) {
+			snprintf(out, sizeof(out), "max");
+			break;
+		}
+		/* 0 swap is a choice; 0 memory only an OOM kill at once */
+		if (machine_parse_size(v, &n) ||
+		    (n < 4096 && !(n == 0 && cg_keys[k].kind == CG_SWAP_OR_MAX)))
+			return fail_key(c, key, "'%s' is not a size of at "
+					"least 4K%s (<n>[K|M|G|T], e.g. 512M) "
+					"or max", v,
+					cg_keys[k].kind == CG_SWAP_OR_MAX ?
+					", or 0" : "");
+		snprintf(out, sizeof(out), "%" PRIu64, n);
+		break;
+	case CG_CPU_MAX: {
+		/* "$MAX [$PERIOD]" in microseconds: quota max or 1 ms ..
+		 * 2^44-1 us, period 1 ms .. 1 s (the kernel's cpu.max limits) */
+		char w[3][24];
+		unsigned int nw = 0;
+		const char *p = v;
+		bool ok = true;
+
+		while (*p && ok) {
+			size_t len;
+
+			while (isblank((unsigned char)*p))
+				p++;
+			if (!*p)
+				break;
+			len = strcspn(p, " \t");
+			if (nw == 2 || len >= sizeof(w[0]))
+				ok = false;
+			else {
+				memcpy(w[nw], p, len);
+				w[nw++][len] = '\0';
+			}
+			p += len;
+		}
+		if (!ok || nw == 0 ||
+		    (strcmp(w[0], "max") &&
+		     (parse_u64(w[0], false, &n) || n < 1000 ||
+		      n > (1ull << 44) - 1)) ||
+		    (nw == 2 && (parse_u64(w[1], false, &period) ||
+				 period < 1000 || period > 1000000)))
+			return fail_key(c, key, "'%s' is not '<quota> "
+					"[<period>]' in microseconds (quota "
+					"max or >= 1000, period 1000..1000000; "
+					"e.g. 50000 100000 for half a CPU)", v);
+		if (nw == 2)
+			snprintf(out, sizeof(out), "%s %s", w[0], w[1]);
+		else
+			snprintf(out, sizeof(out), "%s", w[0]);
+		break;
+	}
+	case CG_WEIGHT:
+		if (parse_u64(v, false, &n) || n < 1 || n > 10000)
+			return fail_key(c, key, "'%s' is not a number in "
+					"1..10000", v);
+		snprintf(out, sizeof(out), "%" PRIu64, n);
+		break;
+	case CG_COUNT_OR_MAX:
+		if (!strcmp(v, "max")) {
+			snprintf(out, sizeof(out), "max");
+			break;
+		}
+		/* PID_MAX_LIMIT: 4194304 on 64-bit */
+		if (parse_u64(v, false, &n) || n < 1 || n > 4194304)
+			return fail_key(c, key, "'%s' is not a number in "
+					"1..4194304 or max", v);
+		snprintf(out, sizeof(out), "%" PRIu64, n);
+		break;
+	case CG_LIST:
+		if (strlen(v) >= sizeof(out) || !cpu_list_ok(v))
+			return fail_key(c, key, "'%s' is not a list such as "
+					"0-3,6 (at most %zu bytes)", v,
+					sizeof(out) - 1);
+		snprintf(out, sizeof(out), "%s", v);
+		break;
+	}
+	l = &sb->limit[sb->nlimit];
+	l->value = strdup(out);
+	if (!l->value)
+		return fail_key(c, key, "out of memory");
+	l->key = cg_keys[k].key;
+	l->file = cg_keys[k].file;
+	l->line = c->lineno;
+	sb->nlimit++;
+	return 0;
+}
+
+static int set_fsize_limit(struct parse_ctx *c, const char *key,
+			   const char *v)
+{
+	uint64_t n;
+	int rc = machine_parse_size(v, &n);
+
+	if (rc == -ERANGE)
+		return fail_key(c, key, "'%s' is too large", v);
+	if (rc || n == 0)
+		return fail_key(c, key, "'%s' is not a size of at least 1 "
+				"byte (<n>[K|M|G|T], e.g. 64M)", v);
+	c->m->sandbox.fsize_limit = n;
+	c->m->sandbox.fsize_limit_line = c->lineno;
+	return 0;
+}
+
+const char *machine_where(const struct smvmm_machine *m, const char *key,
+			  struct machine_origin at, char *buf, size_t len)
+{
+	if (at.opt)
+		snprintf(buf, len, "%s", at.opt);
+	else if (at.line > 0)
+		snprintf(buf, len, "%s:%d: [sandbox] %s", m->path, at.line,
+			 key);
+	else
+		snprintf(buf, len, "%s: [sandbox] %s", m->path, key);
+	return buf;
+}
+
+/* An error about a [sandbox] setting wherever it came from. */
+static int __attribute__((format(printf, 4, 5)))
+fail_setting(struct parse_ctx *c, const char *key, struct machine_origin at,
+	     const char *fmt, ...)
+{
+	char reason[512], where[PATH_MAX + 64];
+	va_list ap;
+
+	if (c->failed)
+		return -EINVAL;
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+	c->failed = true;
+	c->fail_line = at.line;
+	if (c->err && c->errlen)
+		snprintf(c->err, c->errlen, "%s: %s",
+			 machine_where(c->m, key, at, where, sizeof(where)),
+			 reason);
+	return -EINVAL;
+}
+
+static struct machine_origin at_line(int line)
+{
+	return (struct machine_origin){ .line = line };
+}
+
+/* The rules that span [sandbox] keys, once the file and the command line
+ * are both in. */
+static int check_sandbox(struct parse_ctx *c)
+{
+	struct machine_sandbox *sb = &c->m->sandbox;
+	static const char need_user[] =
+		"needs a user to drop to ([sandbox] user, or --uid): the jail "
+		"is set up as root and runs the VM as that user";
+
+	if (!sb->jail) {
+		if (sb->group)
+			return fail_setting(c, "group", sb->group_at, need_user);
+		if (sb->chroot)
+			return fail_setting(c, "chroot", sb->chroot_at,
+					    need_user);
+		if (sb->namespaces_line)
+			return fail_setting(c, "namespaces",
+					    at_line(sb->namespaces_line),
+					    need_user);
+		if (sb->cgroup)
+			return fail_setting(c, "cgroup",
+					    at_line(sb->cgroup_line),
+					    need_user);
+	}
+	if (sb->nlimit && !sb->cgroup)
+		return fail_setting(c, sb->limit[0].key,
+				    at_line(sb->limit[0].line),
+				    "needs [sandbox] cgroup (the cgroup v2 "
+				    "directory to write %s in)",
+				    sb->limit[0].file);
+	if (!sb->jail)
+		return 0;
+	if (!sb->namespaces_line)
+		sb->namespaces = MACHINE_NS_ALL;
+	if (!sb->has_gid) {
+		if (!c->user_has_pw_gid)
+			return fail_setting(c, "user", sb->user_at,
+					    "uid %u has no passwd entry to take "
+					    "a group from: set [sandbox] group "
+					    "(or --gid)", sb->uid);
+		if (c->user_pw_gid == 0)
+			return fail_setting(c, "user", sb->user_at,
+					    "the primary group of '%s' is gid 0 "
+					    "(root): set [sandbox] group (or "
+					    "--gid)", sb->user);
+		sb->gid = c->user_pw_gid;
+		sb->has_gid = true;
+	}
+	if (sb->chroot && !(sb->namespaces & MACHINE_NS_MOUNT))
+		return fail_setting(c, "namespaces",
+				    at_line(sb->namespaces_line),
+				    "a chroot needs the mount namespace (the "
+				    "jail is entered with pivot_root in a new "
+				    "one): add mount, or drop chroot");
+	return 0;
+}
+
+static int apply_cli(struct parse_ctx *c, const struct machine_cli *cli)
+{
+	static const struct {
+		const char *opt, *key;
+		key_setter set;
+		size_t off;
+	} opts[] = {
+		{ "--uid", "user", set_user, offsetof(struct machine_cli, uid) },
+		{ "--gid", "group", set_group,
+		  offsetof(struct machine_cli, gid) },
+		{ "--chroot", "chroot", set_chroot,
+		  offsetof(struct machine_cli, chroot) },
+	};
+
+	if (!cli)
+		return 0;
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		const char *v =
+			*(const char *const *)((const char *)cli + opts[i].off);
+		int rc;
+
+		if (!v)
+			continue;
+		c->cli_opt = opts[i].opt;
+		rc = opts[i].set(c, opts[i].key, v);
+		c->cli_opt = NULL;
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 /* ---- [device.<id>] ------------------------------------------------------ */
 
 static int device_key(struct parse_ctx *c, const char *key, const char *v)
@@ -680,7 +1423,7 @@ static int begin_section(struct parse_ctx *c, const char *name)
 			       "[device.<id>] sections)");
 	return fail_at(c, c->lineno, name, NULL,
 		       "unknown section (valid: [machine], [boot], [console], "
-		       "[device.<id>])");
+		       "[sandbox], [device.<id>])");
 }
 
 /* ---- inih callbacks ----------------------------------------------------- */
@@ -863,7 +1606,7 @@ static int handler(void *user, const char *section, const char *name,
 		break;
 	}
 
-	char known[128] = "";
+	char known[320] = "";
 	size_t kl = 0;
 	for (size_t k = 0; k < NR_KEYS; k++) {
 		const struct key_desc *kd = &key_table[k];
@@ -1052,8 +1795,9 @@ char *machine_dir_of(const char *path)
 	return d;
 }
 
-static int load(const char *path, struct smvmm_machine *m, char *err,
-		size_t errlen, bool devices_only)
+static int load(const char *path, const struct machine_cli *cli,
+		struct smvmm_machine *m, char *err, size_t errlen,
+		bool devices_only)
 {
 	struct parse_ctx c = { .devices_only = devices_only };
 	char dummy[1];
@@ -1117,6 +1861,13 @@ static int load(const char *path, struct smvmm_machine *m, char *err,
 	rc = check_devices(&c);
 	if (rc)
 		goto err_free;
+	if (!devices_only) {
+		rc = apply_cli(&c, cli);
+		if (!rc)
+			rc = check_sandbox(&c);
+		if (rc)
+			goto err_free;
+	}
 	if (devices_only && m->ndev == 0) {
 		rc = fail_at(&c, 0, NULL, NULL,
 			     "no [device.<id>] section (a device file needs "
@@ -1169,13 +1920,19 @@ err_free:
 int machine_load(const char *path, struct smvmm_machine *m, char *err,
 		 size_t errlen)
 {
-	return load(path, m, err, errlen, false);
+	return load(path, NULL, m, err, errlen, false);
+}
+
+int machine_load_cli(const char *path, const struct machine_cli *cli,
+		     struct smvmm_machine *m, char *err, size_t errlen)
+{
+	return load(path, cli, m, err, errlen, false);
 }
 
 int machine_load_devices(const char *path, struct smvmm_machine *m, char *err,
 			 size_t errlen)
 {
-	return load(path, m, err, errlen, true);
+	return load(path, NULL, m, err, errlen, true);
 }
 
 int machine_check_device_keys(const struct smvmm_machine *m,
@@ -1231,6 +1988,13 @@ void machine_free(struct smvmm_machine *m)
 	free(m->initrd);
 	free(m->cmdline);
 	free(m->serial);
+	free(m->sandbox.user);
+	free(m->sandbox.group);
+	free(m->sandbox.chroot);
+	free(m->sandbox.chroot_alias);
+	free(m->sandbox.cgroup);
+	for (unsigned int i = 0; i < m->sandbox.nlimit; i++)
+		free(m->sandbox.limit[i].value);
 	for (unsigned int i = 0; i < m->ndev && i < MACHINE_MAX_DEVICES; i++) {
 		struct machine_device *d = &m->dev[i];
 

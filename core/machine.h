@@ -9,6 +9,16 @@
  *   [boot]     kernel = <path> (required), initrd = <path>, cmdline = <text>
  *              (at most 4095 bytes), protocol = auto|linux|pvh
  *   [console]  (optional) serial = stdio (default) | none | <file path>
+ *   [sandbox]  (optional) the jail and resource limits (docs/sandbox.md):
+ *              user = <name|uid>, group = <name|gid> (default: the user's
+ *              primary group), chroot = <dir>, namespaces = <list of
+ *              mount,pid,net,ipc,uts> | none (default: all five), cgroup =
+ *              <absolute cgroup v2 directory> with memory_max, memory_high,
+ *              memory_swap_max, cpu_max, cpu_weight, pids_max, cpuset_cpus,
+ *              cpuset_mems (written to memory.max, ...); fsize_limit =
+ *              <size> (RLIMIT_FSIZE, no jail needed).  Every jail key needs
+ *              user: the jail drops root to it.  See struct
+ *              machine_sandbox.
  *   [device.<id>]  <id> is [A-Za-z0-9_-]{1,32}, unique; at most 32 devices.
  *              type = <plugin type> (required; [A-Za-z0-9_.-]{1,64}, no
  *              leading '.'); mmio_base = <addr> (optional, decimal or 0x hex,
@@ -65,6 +75,57 @@ struct machine_device {
 	unsigned int nkv;
 };
 
+/* [sandbox] namespaces (MACHINE_NS_*: CLONE_NEW* to enter at start-up). */
+#define MACHINE_NS_MOUNT (1u << 0)
+#define MACHINE_NS_PID (1u << 1)
+#define MACHINE_NS_NET (1u << 2)
+#define MACHINE_NS_IPC (1u << 3)
+#define MACHINE_NS_UTS (1u << 4)
+#define MACHINE_NS_ALL 0x1fu
+
+#define MACHINE_SANDBOX_MAX_LIMITS 8
+
+/* Where a [sandbox] setting came from: an INI line (> 0), or a command-line
+ * option (line 0, `opt` names it: "--uid"). */
+struct machine_origin {
+	int line;
+	const char *opt;
+};
+
+/* One cgroup v2 interface file to write, e.g. memory.max = 536870912. */
+struct machine_cg_limit {
+	const char *key;        /* "memory_max" (static) */
+	const char *file;       /* "memory.max" (static) */
+	char *value;            /* validated, as written to the file */
+	int line;
+};
+
+/*
+ * [sandbox], validated by machine_load (and --uid/--gid/--chroot through
+ * machine_load_cli).  Used by sandbox.c at start-up (sandbox_prepare) and
+ * once the VM is set up (sandbox_enter).
+ */
+struct machine_sandbox {
+	bool jail;              /* a user was given: drop privileges */
+	uint32_t uid, gid;      /* resolved; never 0 */
+	bool has_gid;           /* group given, or the user's passwd entry */
+	char *user, *group;     /* as given, for messages (NULL: not given) */
+	struct machine_origin user_at, group_at;
+	char *chroot;           /* realpath of the jail directory, or NULL */
+	char *chroot_alias;     /* the absolute path as given, normalized, when
+				   it differs from chroot (a symlink), or NULL */
+	struct machine_origin chroot_at;
+	unsigned int namespaces; /* MACHINE_NS_*; MACHINE_NS_ALL by default
+				   in a jail */
+	int namespaces_line;    /* 0: the default */
+	char *cgroup;           /* absolute cgroup v2 directory, or NULL */
+	int cgroup_line;
+	struct machine_cg_limit limit[MACHINE_SANDBOX_MAX_LIMITS];
+	unsigned int nlimit;
+	uint64_t fsize_limit;   /* bytes; 0 = not set (RLIMIT_FSIZE as it is) */
+	int fsize_limit_line;
+};
+
 struct smvmm_machine {
 	char *path;             /* the INI file as given */
 	char *dir;              /* its directory, for relative paths */
@@ -87,6 +148,8 @@ struct smvmm_machine {
 	struct machine_device dev[MACHINE_MAX_DEVICES];
 	unsigned int ndev;
 
+	struct machine_sandbox sandbox;
+
 	bool check_only;        /* set by the caller: devices are created for
 				   --check/--dump-acpi only (check_only
 				   service); not read from the file */
@@ -105,6 +168,33 @@ struct smvmm_machine {
  */
 int machine_load(const char *path, struct smvmm_machine *m, char *err,
 		 size_t errlen);
+
+/*
+ * The command-line equivalents of [sandbox] user, group and chroot
+ * (smvmm --uid/--gid/--chroot); NULL = not given.  A value given here
+ * replaces the file's and is validated by the same rules; errors name the
+ * option ("--uid: unknown user 'x'").  A relative --chroot is relative to
+ * the working directory, as any command-line path.
+ */
+struct machine_cli {
+	const char *uid, *gid, *chroot;
+};
+
+/*
+ * machine_load_cli: machine_load, with `cli` (may be NULL) applied after
+ * the file and before the checks that span keys (a jail key needs a
+ * user, ...).  Same return values and errors.  Main thread.
+ */
+int machine_load_cli(const char *path, const struct machine_cli *cli,
+		     struct smvmm_machine *m, char *err, size_t errlen);
+
+/*
+ * machine_where: "<file>:<line>: [sandbox] <key>" for a setting from the
+ * file, "<opt>" for one from the command line, into buf.  For the errors
+ * sandbox.c reports at run time.  Returns buf.
+ */
+const char *machine_where(const struct smvmm_machine *m, const char *key,
+			  struct machine_origin at, char *buf, size_t len);
 
 /*
  * machine_load_devices: parse a device file: the same syntax and the same

@@ -28,6 +28,7 @@
 #include <smvmm/plugin.h>
 
 #include "machine.h"
+#include "sandbox.h"
 #include "vhost_user.h"
 #include "vm.h"
 
@@ -50,6 +51,12 @@ static void usage(FILE *f)
 		"      --append TEXT    append TEXT to [boot] cmdline (after a space)\n"
 		"      --dump-acpi DIR  write the ACPI tables the guest would get to\n"
 		"                       DIR/<SIG>.dat and exit\n"
+		"      --uid USER       jail: set up as root, run the VM as USER\n"
+		"                       (name or uid; [sandbox] user)\n"
+		"      --gid GROUP      ... and GROUP ([sandbox] group; default:\n"
+		"                       USER's primary group)\n"
+		"      --chroot DIR     ... with DIR as the jail's only directory\n"
+		"                       ([sandbox] chroot; docs/sandbox.md)\n"
 		"  -h, --help           this text\n"
 		"  -V, --version        print the version and the plugin ABI\n"
 		"\n"
@@ -220,11 +227,15 @@ int main(int argc, char **argv)
 		{"check", no_argument, NULL, 'k'},
 		{"dump-acpi", required_argument, NULL, 'a'},
 		{"append", required_argument, NULL, 'A'},
+		{"uid", required_argument, NULL, 'u'},
+		{"gid", required_argument, NULL, 'g'},
+		{"chroot", required_argument, NULL, 'r'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{0},
 	};
 	struct smvmm_machine m;
+	struct machine_cli cli = {0};
 	const char *config = NULL, *acpi_dir = NULL, *append = NULL;
 	bool check = false, is_stdio;
 	struct vm *vm = NULL;
@@ -250,6 +261,15 @@ int main(int argc, char **argv)
 		case 'A':
 			append = optarg;
 			break;
+		case 'u':
+			cli.uid = optarg;
+			break;
+		case 'g':
+			cli.gid = optarg;
+			break;
+		case 'r':
+			cli.chroot = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -274,7 +294,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	rc = machine_load(config, &m, err, sizeof(err));
+	rc = machine_load_cli(config, &cli, &m, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "smvmm: %s\n", err);
 		return 1;
@@ -283,6 +303,22 @@ int main(int argc, char **argv)
 		fprintf(stderr, "smvmm: --append: %s\n", err);
 		machine_free(&m);
 		return 1;
+	}
+	/*
+	 * The jail's first half ([sandbox], sandbox.h), while nothing is
+	 * loaded or open and no thread exists: rlimits, cgroup, namespaces;
+	 * with a PID namespace this process stays behind as the supervisor of
+	 * the VMM (its child) and returns its exit status.  --check and
+	 * --dump-acpi create nothing, so they do not jail.
+	 */
+	if (!check && !acpi_dir) {
+		rc = sandbox_prepare(&m, &status, err, sizeof(err));
+		if (rc) {
+			if (rc < 0)
+				fprintf(stderr, "smvmm: %s\n", err);
+			machine_free(&m);
+			return rc < 0 ? 1 : status;
+		}
 	}
 	/*
 	 * Termination signals are taken by the main thread's signalfd; block

@@ -31,6 +31,7 @@
 #include "irq.h"
 #include "loader.h"
 #include "mmio_bus.h"
+#include "sandbox.h"
 #include "virtio_mmio.h"
 
 #define COM1_IRQ 4
@@ -501,6 +502,7 @@ void vm_print_plan(const struct vm *vm, FILE *f)
 	fprintf(f, "  0x%04x-0x%04x COM1 (8250 UART) irq %d\n", X86_COM1_PORT,
 		X86_COM1_PORT + 7, COM1_IRQ);
 	x86_pm_describe(f);
+	sandbox_describe(m, f);
 }
 
 int vm_dump_acpi(const struct vm *vm, const char *dir, char *err,
@@ -682,6 +684,14 @@ int vm_start(struct vm *vm, int serial_fd, char *err, size_t errlen)
 		if (rc)
 			return rc;
 	}
+	/*
+	 * Set-up done: every file, device and socket the VM needs is open.
+	 * Into the jail ([sandbox]: pivot_root, drop to the user) before any
+	 * guest code runs; then the guest's threads start.
+	 */
+	rc = sandbox_enter(m, err, errlen);
+	if (rc)
+		return rc;
 	rc = evloop_start(&vm->loop);
 	if (rc) {
 		set_err(err, errlen, "I/O thread: %s", strerror(-rc));
