@@ -709,6 +709,40 @@ static int supervise(const struct smvmm_machine *m, pid_t child, int sync_fd,
 	return status;
 }
 
+/*
+ * RLIMIT_FSIZE, once set up: guest RAM is a memfd whose ftruncate the limit
+ * would refuse, so it applies to the running VM only.  Soft and hard: a
+ * compromised VMM cannot raise it again.  SIGXFSZ ignored: a write past it
+ * fails with EFBIG (the serial console drops and counts the bytes,
+ * virtio-blk answers VIRTIO_BLK_S_IOERR) instead of killing the VMM.
+ */
+static int set_fsize_limit(const struct smvmm_machine *m, char *err,
+			   size_t errlen)
+{
+	const struct machine_sandbox *sb = &m->sandbox;
+	struct rlimit rl = { .rlim_cur = sb->fsize_limit,
+			     .rlim_max = sb->fsize_limit };
+	char where[WHERE_LEN];
+
+	signal(SIGXFSZ, SIG_IGN);
+	if (setrlimit(RLIMIT_FSIZE, &rl) < 0) {
+		int e = errno;
+		struct rlimit cur = { 0, 0 };
+		char hard[32] = "unknown";
+
+		if (getrlimit(RLIMIT_FSIZE, &cur) == 0)
+			snprintf(hard, sizeof(hard), "%llu",
+				 (unsigned long long)cur.rlim_max);
+		set_err(err, errlen, "%s: setrlimit(RLIMIT_FSIZE, %" PRIu64
+			"): %s (the hard limit of whoever started smvmm is %s)",
+			where_line(m, "fsize_limit", sb->fsize_limit_line,
+				   where),
+			sb->fsize_limit, strerror(e), hard);
+		return -e;
+	}
+	return 0;
+}
+
 /* ---- the two steps ------------------------------------------------------ */
 
 int sandbox_prepare(const struct smvmm_machine *m, int *status, char *err,
@@ -718,32 +752,6 @@ int sandbox_prepare(const struct smvmm_machine *m, int *status, char *err,
 	char where[WHERE_LEN], nsbuf[64];
 	int flags = 0;
 
-	if (sb->fsize_limit) {
-		/* Soft and hard: a compromised VMM cannot raise it again.
-		 * SIGXFSZ ignored: a write past it fails with EFBIG (the
-		 * serial console drops and counts it, virtio-blk answers
-		 * VIRTIO_BLK_S_IOERR) instead of killing the VMM. */
-		struct rlimit rl = { .rlim_cur = sb->fsize_limit,
-				     .rlim_max = sb->fsize_limit };
-
-		signal(SIGXFSZ, SIG_IGN);
-		if (setrlimit(RLIMIT_FSIZE, &rl) < 0) {
-			int e = errno;
-			struct rlimit cur = { 0, 0 };
-			char hard[32] = "unknown";
-
-			if (getrlimit(RLIMIT_FSIZE, &cur) == 0)
-				snprintf(hard, sizeof(hard), "%llu",
-					 (unsigned long long)cur.rlim_max);
-			set_err(err, errlen, "%s: setrlimit(RLIMIT_FSIZE, %" PRIu64
-				"): %s (the hard limit of whoever started "
-				"smvmm is %s)",
-				where_line(m, "fsize_limit",
-					   sb->fsize_limit_line, where),
-				sb->fsize_limit, strerror(e), hard);
-			return -e;
-		}
-	}
 	if (!sb->jail)
 		return 0;
 	if (st.prepared) {
@@ -867,6 +875,11 @@ int sandbox_enter(const struct smvmm_machine *m, char *err, size_t errlen)
 	const struct machine_sandbox *sb = &m->sandbox;
 	int rc;
 
+	if (sb->fsize_limit && !st.entered) {
+		rc = set_fsize_limit(m, err, errlen);
+		if (rc)
+			return rc;
+	}
 	if (!sb->jail)
 		return 0;
 	if (!st.prepared) {

@@ -8,8 +8,8 @@
  *
  *   sandbox_prepare  at start-up, right after the machine description is
  *                    loaded and before anything else (single-threaded: no
- *                    plugin is loaded, no file opened).  Sets RLIMIT_FSIZE;
- *                    for a jail (as root): creates the cgroup and writes its
+ *                    plugin is loaded, no file opened).  For a jail (as
+ *                    root): creates the cgroup and writes its
  *                    limits, sets no_new_privs, enters the new namespaces
  *                    and, for a PID namespace, forks: the parent stays as a
  *                    small supervisor that forwards signals and returns the
@@ -19,13 +19,14 @@
  *                    device and socket it needs open: kernel, initrd, disks,
  *                    /dev/kvm, vsock listeners, serial) and before any
  *                    guest code runs: vm_start calls it, before the seccomp
- *                    filters and the vCPUs.  pivot_root into [sandbox]
- *                    chroot, drop supplementary groups, setresgid,
- *                    setresuid, no_new_privs, and check that regaining root
- *                    fails.
+ *                    filters and the vCPUs.  Sets RLIMIT_FSIZE (fsize_limit;
+ *                    not earlier: guest RAM is a memfd it would not let
+ *                    grow); for a jail: pivot_root into [sandbox] chroot,
+ *                    drop supplementary groups, setresgid, setresuid,
+ *                    no_new_privs, and check that regaining root fails.
  *
- * Without [sandbox] user (or --uid) both only apply fsize_limit (if set) and
- * smvmm runs as whoever started it (a user in group kvm is enough).
+ * Without [sandbox] user (or --uid) there is no jail: smvmm runs as whoever
+ * started it (a user in group kvm is enough), with fsize_limit if set.
  */
 #ifndef SMVMM_SANDBOX_H
 #define SMVMM_SANDBOX_H

@@ -612,9 +612,10 @@ START_TEST(test_cgroup_setup_errors)
 }
 END_TEST
 
-/* fsize_limit: both limits set, and a write past it fails with EFBIG
- * instead of SIGXFSZ killing the process.  (Check runs each test in a
- * child process, so the limit goes with it.) */
+/* fsize_limit: set by sandbox_enter (once guest RAM, a memfd, is sized;
+ * not by sandbox_prepare), both limits, and a write past it fails with
+ * EFBIG instead of SIGXFSZ killing the process.  (Check runs each test in
+ * a child process, so the limit goes with it.) */
 START_TEST(test_fsize_limit)
 {
 	struct smvmm_machine m;
@@ -626,6 +627,9 @@ START_TEST(test_fsize_limit)
 	ck_assert_int_eq(load_cli(BOOT "[sandbox]\nfsize_limit = 4K\n", NULL,
 				  &m, err), 0);
 	ck_assert_int_eq(sandbox_prepare(&m, &status, err, sizeof(err)), 0);
+	ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &rl), 0);
+	ck_assert_uint_eq(rl.rlim_cur, RLIM_INFINITY);
+	ck_assert_int_eq(sandbox_enter(&m, err, sizeof(err)), 0);
 	ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &rl), 0);
 	ck_assert_uint_eq(rl.rlim_cur, 4096);
 	ck_assert_uint_eq(rl.rlim_max, 4096);
