@@ -141,12 +141,39 @@ static int try_dir(const char *dir, const char *name, char *path,
 	return -ENOENT;
 }
 
+const char *loader_exe_dir(void)
+{
+	static char dir[PATH_MAX];
+	static bool known;
+	ssize_t n;
+	char *slash;
+
+	if (known)
+		return dir[0] ? dir : NULL;
+	known = true;
+	n = readlink("/proc/self/exe", dir, sizeof(dir) - 1);
+	if (n <= 0) {
+		dir[0] = '\0';
+		return NULL;
+	}
+	dir[n] = '\0';
+	slash = strrchr(dir, '/');
+	if (!slash) {
+		dir[0] = '\0';
+		return NULL;
+	}
+	if (slash == dir)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	return dir;
+}
+
 int loader_find(const char *type, enum smvmm_plugin_kind kind,
 		const struct loader_search *s, char *path, size_t pathlen,
 		char *err, size_t errlen)
 {
 	char name[NAME_MAX + 1];
-	char exe_dir[PATH_MAX];
 	size_t used = 0;
 	unsigned int ntried = 0;
 	int rc;
@@ -195,21 +222,7 @@ int loader_find(const char *type, enum smvmm_plugin_kind kind,
 	}
 
 	/* 3. next to the binary */
-	const char *ed = s ? s->exe_dir : NULL;
-	if (!ed) {
-		ssize_t n = readlink("/proc/self/exe", exe_dir,
-				     sizeof(exe_dir) - 1);
-		if (n > 0) {
-			exe_dir[n] = '\0';
-			char *slash = strrchr(exe_dir, '/');
-			if (slash && slash != exe_dir) {
-				*slash = '\0';
-				ed = exe_dir;
-			} else if (slash) {
-				ed = "/";
-			}
-		}
-	}
+	const char *ed = s && s->exe_dir ? s->exe_dir : loader_exe_dir();
 	if (try_dir(ed, name, path, pathlen, err, errlen, &used, &ntried) == 0)
 		return 0;
 

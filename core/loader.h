@@ -34,8 +34,18 @@ struct smvmm_plugin {
 struct loader_search {
 	const char *plugin_dir; /* [machine] plugin_dir, or NULL */
 	const char *exe_dir;    /* override for "next to the binary"; NULL =
-				   dirname(/proc/self/exe) */
+				   loader_exe_dir() */
 };
+
+/*
+ * loader_exe_dir: the directory of the running binary ("next to the
+ * binary"), dirname of /proc/self/exe read on the first call and remembered;
+ * NULL if unknown.  sandbox_prepare calls it before entering the jail's
+ * mount namespace: there the link names the binary by its path in the
+ * original namespace, which is wrong for a process started in a chroot.
+ * Main thread.
+ */
+const char *loader_exe_dir(void);
 
 /*
  * loader_file_name: "smvmm-<type>.so" for devices, "smvmm-backend-<type>.so"

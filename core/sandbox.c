@@ -55,6 +55,8 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "loader.h"
+
 /* Process-wide: there is one jail per process. */
 static struct {
 	bool prepared;   /* sandbox_prepare set the jail up in this process */
@@ -783,6 +785,9 @@ int sandbox_prepare(const struct smvmm_machine *m, int *status, char *err,
 			strerror(errno));
 		return -errno;
 	}
+	/* Plugins are looked for next to the binary: remember where that
+	 * is while /proc/self/exe still says it right (see loader.h). */
+	(void)loader_exe_dir();
 	if (sb->namespaces & MACHINE_NS_MOUNT)
 		flags |= CLONE_NEWNS;
 	if (sb->namespaces & MACHINE_NS_PID)
