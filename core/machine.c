@@ -156,6 +156,10 @@ static int set_initrd(struct parse_ctx *c, const char *key, const char *v);
 static int set_cmdline(struct parse_ctx *c, const char *key, const char *v);
 static int set_protocol(struct parse_ctx *c, const char *key, const char *v);
 static int set_serial(struct parse_ctx *c, const char *key, const char *v);
+static int set_serial_max_size(struct parse_ctx *c, const char *key,
+			       const char *v);
+static int set_serial_max_files(struct parse_ctx *c, const char *key,
+				const char *v);
 static int set_user(struct parse_ctx *c, const char *key, const char *v);
 static int set_group(struct parse_ctx *c, const char *key, const char *v);
 static int set_chroot(struct parse_ctx *c, const char *key, const char *v);
@@ -175,6 +179,8 @@ static const struct key_desc key_table[] = {
 	{ SEC_BOOT, "cmdline", set_cmdline },
 	{ SEC_BOOT, "protocol", set_protocol },
 	{ SEC_CONSOLE, "serial", set_serial },
+	{ SEC_CONSOLE, "serial_max_size", set_serial_max_size },
+	{ SEC_CONSOLE, "serial_max_files", set_serial_max_files },
 	{ SEC_SANDBOX, "user", set_user },
 	{ SEC_SANDBOX, "group", set_group },
 	{ SEC_SANDBOX, "chroot", set_chroot },
@@ -553,6 +559,35 @@ static int set_serial(struct parse_ctx *c, const char *key, const char *v)
 		return fail_key(c, key,
 				"empty value (stdio, none or a file path)");
 	return resolve_path(c, key, v, &c->m->serial);
+}
+
+static int set_serial_max_size(struct parse_ctx *c, const char *key,
+			       const char *v)
+{
+	uint64_t n;
+	int rc = machine_parse_size(v, &n);
+
+	if (rc == -ERANGE || (!rc && n > (1ULL << 40)))
+		return fail_key(c, key, "'%s' is above the maximum of 1T", v);
+	if (rc)
+		return fail_key(c, key,
+				"'%s' is not a size (digits and K, M, G or T)",
+				v);
+	if (n < 4096)
+		return fail_key(c, key, "'%s' is below the minimum of 4K", v);
+	c->m->serial_max_size = n;
+	return 0;
+}
+
+static int set_serial_max_files(struct parse_ctx *c, const char *key,
+				const char *v)
+{
+	uint64_t n;
+
+	if (parse_u64(v, false, &n) || n < 1 || n > 100)
+		return fail_key(c, key, "'%s' is not a number in 1..100", v);
+	c->m->serial_max_files = (unsigned int)n;
+	return 0;
 }
 
 /* ---- [sandbox] ---------------------------------------------------------- */
@@ -1887,7 +1922,24 @@ static int load(const char *path, const struct machine_cli *cli,
 		goto err_free;
 	}
 
+	/* Rotation needs a file to rotate. */
+	for (unsigned int k = 0; k < NR_KEYS; k++) {
+		if (key_table[k].sec != SEC_CONSOLE || !c.key_line[k] ||
+		    strncmp(key_table[k].name, "serial_max_", 11))
+			continue;
+		if (!m->serial || !strcmp(m->serial, "stdio") ||
+		    !strcmp(m->serial, "none")) {
+			rc = fail_at(&c, c.key_line[k], "console",
+				     key_table[k].name,
+				     "needs serial = <file path> (serial is "
+				     "%s)", m->serial ? m->serial : "stdio");
+			goto err_free;
+		}
+	}
+
 defaults:
+	if (!m->serial_max_files)
+		m->serial_max_files = 1;
 	if (!m->backend)
 		m->backend = strdup("kvm");
 	if (!m->cmdline)

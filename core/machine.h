@@ -8,7 +8,14 @@
  *              exist)
  *   [boot]     kernel = <path> (required), initrd = <path>, cmdline = <text>
  *              (at most 4095 bytes), protocol = auto|linux|pvh
- *   [console]  (optional) serial = stdio (default) | none | <file path>
+ *   [console]  (optional) serial = stdio (default) | none | <file path>;
+ *              serial_max_size = <size> (file only; 4K..1T; default:
+ *              unlimited): when the file reaches it, it is rotated;
+ *              serial_max_files = 1..100 (default 1; file only): files
+ *              kept, the current one included, as Docker's json-file
+ *              max-size / max-file: <file> is renamed <file>.1 (.1 to .2
+ *              and so on, the oldest dropped); with 1 the file is emptied
+ *              and written from the start again
  *   [sandbox]  (optional) the jail and resource limits (docs/sandbox.md):
  *              user = <name|uid>, group = <name|gid> (default: the user's
  *              primary group), chroot = <dir>, namespaces = <list of
@@ -144,6 +151,8 @@ struct smvmm_machine {
 	enum boot_protocol protocol;
 
 	char *serial;           /* "stdio" (default), "none" or a file path */
+	uint64_t serial_max_size;  /* bytes, 0 = unlimited */
+	unsigned int serial_max_files; /* 1 (default) .. 100 */
 
 	struct machine_device dev[MACHINE_MAX_DEVICES];
 	unsigned int ndev;

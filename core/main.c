@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -30,6 +31,7 @@
 #include "machine.h"
 #include "sandbox.h"
 #include "vhost_user.h"
+#include "serial_log.h"
 #include "vm.h"
 
 #define ESCAPE_CHAR 0x01 /* Ctrl-A, as QEMU's -nographic */
@@ -95,22 +97,28 @@ static void raw_terminal(void)
 	tcsetattr(STDIN_FILENO, TCSANOW, &tio);
 }
 
-static int open_serial(const struct smvmm_machine *m, bool *is_stdio)
+static int open_serial(const struct smvmm_machine *m, bool *is_stdio,
+		       struct serial_log **log)
 {
-	int fd;
+	char err[PATH_MAX + 256];
 
 	*is_stdio = false;
+	*log = NULL;
 	if (!m->serial || strcmp(m->serial, "stdio") == 0) {
 		*is_stdio = true;
 		return STDOUT_FILENO;
 	}
 	if (strcmp(m->serial, "none") == 0)
 		return -1;
-	fd = open(m->serial, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	if (fd < 0)
-		fprintf(stderr, "smvmm: %s: [console] serial: %s: %s\n", m->path,
-			m->serial, strerror(errno));
-	return fd < 0 ? -2 : fd;
+	/* Never blocks: a FIFO nobody reads is an error (ENXIO), not a
+	 * hang. */
+	if (serial_log_open(log, m->serial, m->serial_max_size,
+			    m->serial_max_files, err, sizeof(err)) < 0) {
+		fprintf(stderr, "smvmm: %s: [console] serial: %s\n", m->path,
+			err);
+		return -2;
+	}
+	return serial_log_fd(*log);
 }
 
 /*
@@ -242,6 +250,7 @@ int main(int argc, char **argv)
 	char err[1024];
 	sigset_t set, oldset;
 	int c, rc, status, serial_fd;
+	struct serial_log *slog = NULL;
 
 	raise_nofile_limit();
 	if (argc > 1 && strcmp(argv[1], "vhost-user") == 0)
@@ -372,7 +381,7 @@ int main(int argc, char **argv)
 		return status;
 	}
 
-	serial_fd = open_serial(&m, &is_stdio);
+	serial_fd = open_serial(&m, &is_stdio, &slog);
 	if (serial_fd == -2) {
 		vm_free(vm);
 		machine_free(&m);
@@ -380,6 +389,8 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 
+	if (slog)
+		vm_set_serial_log(vm, slog);
 	rc = vm_start(vm, serial_fd, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "smvmm: %s\n", err);
@@ -392,8 +403,7 @@ int main(int argc, char **argv)
 		restore_terminal();
 	}
 	vm_free(vm);
-	if (serial_fd > STDERR_FILENO)
-		close(serial_fd);
+	serial_log_close(slog); /* the serial fd, if a file */
 	machine_free(&m);
 	return status;
 }

@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include "vm.h"
+#include "serial_log.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -67,6 +68,7 @@ struct vm {
 	bool loop_inited, loop_started;
 
 	struct uart8250 uart;
+	struct serial_log *serial_log; /* vm_set_serial_log, or NULL */
 	struct x86_pm pm;
 	struct x86_pio pio;     /* routes port I/O to uart and pm */
 	bool uart_inited;
@@ -575,6 +577,11 @@ static int vm_wire_device(struct vm *vm, struct vm_device *d, char *err,
 	return 0;
 }
 
+void vm_set_serial_log(struct vm *vm, struct serial_log *log)
+{
+	vm->serial_log = log;
+}
+
 int vm_start(struct vm *vm, int serial_fd, char *err, size_t errlen)
 {
 	const struct smvmm_backend_ops *ops = &vm->backend.backend_ops;
@@ -606,6 +613,11 @@ int vm_start(struct vm *vm, int serial_fd, char *err, size_t errlen)
 		return rc;
 	}
 	vm->uart_inited = true;
+	if (vm->serial_log && serial_log_max_size(vm->serial_log))
+		uart8250_set_rotation(&vm->uart,
+				      serial_log_max_size(vm->serial_log),
+				      serial_log_size(vm->serial_log),
+				      serial_log_rotate, vm->serial_log);
 	x86_pm_init(&vm->pm, vm_poweroff, vm_reset, vm_panic, vm);
 	vm->pio.com1 = &vm->uart;
 	vm->pio.pm = &vm->pm;

@@ -44,6 +44,15 @@ int vm_dump_acpi(const struct vm *vm, const char *dir, char *err,
  */
 int vm_start(struct vm *vm, int serial_fd, char *err, size_t errlen);
 
+struct serial_log;
+/*
+ * vm_set_serial_log: COM1 writes to `log`'s file and rotates it at its
+ * max_size (serial_log.h); call before vm_start, which then takes its
+ * serial_fd from the log.  `log` stays the caller's and must outlive the
+ * VM.  Main thread.
+ */
+void vm_set_serial_log(struct vm *vm, struct serial_log *log);
+
 /* vm_serial_input: bytes from the terminal to COM1.  Any thread. */
 void vm_serial_input(struct vm *vm, const uint8_t *buf, size_t n);
 

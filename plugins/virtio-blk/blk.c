@@ -34,7 +34,10 @@
  *
  * Threads
  * -------
- * queue_notify (I/O thread) pops every available chain, validates the
+ * queue_notify (I/O thread) pops the available chains, at most
+ * BLK_NOTIFY_BUDGET per call (the rest is continued from the event loop
+ * through resume_fd, so a driver that refills the ring as fast as it
+ * completes cannot keep the shared I/O thread to itself), validates the
  * request (header, status, data direction, ranges; the discard/write-zeroes
  * segments are copied out of guest memory so the guest cannot change them
  * after the check) and either completes it at once (errors, GET_ID) or
@@ -98,6 +101,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -158,6 +162,15 @@
 #define BLK_DISCARD_ALIGN 8u /* sectors: 4 KiB, the usual fs block */
 /* Chains popped before they are handed to the pool in one go. */
 #define BLK_POP_BATCH 64
+/*
+ * Chains one queue_notify call takes from a queue, at most.  A driver that
+ * refills the ring as fast as requests complete (the inline path completes
+ * them on this thread) would otherwise keep the shared I/O thread in this
+ * call for as long as it likes.  Past the budget the call ends and the rest
+ * is continued from the event loop (resume_fd), after the other devices'
+ * events: one ring's worth at the default queue size.
+ */
+#define BLK_NOTIFY_BUDGET 256u
 /* Requests one worker takes from the list at a time, at most. */
 #define BLK_WORKER_BATCH 8
 /*
@@ -258,6 +271,8 @@ struct blk {
 	bool active;
 	bool broken[SMVMM_MAX_QUEUES];
 	bool no_nowait[2];     /* RWF_NOWAIT unsupported: [0] reads, [1] writes */
+	bool more[SMVMM_MAX_QUEUES]; /* budget spent: continue (resume_fd) */
+	int resume_fd;         /* eventfd watched on the I/O thread */
 	struct blk_req *spare; /* free requests for reuse (ops only) */
 	unsigned int nspare;
 
@@ -1243,24 +1258,44 @@ static void pool_submit(struct blk *b, struct blk_req *first,
 	pthread_mutex_unlock(&b->lock);
 }
 
+/* Continue a queue later from the event loop (BLK_NOTIFY_BUDGET). */
+static void blk_resume_later(struct blk *b, uint16_t q)
+{
+	uint64_t one = 1;
+
+	b->more[q] = true;
+	if (write(b->resume_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		b->svc->log(b->h, SMVMM_LOG_ERROR, "eventfd: %s",
+			    strerror(errno));
+}
+
 static void blk_queue_notify(void *dev, uint16_t q)
 {
 	struct blk *b = dev;
 	unsigned int inline_reqs = 0;
 	uint32_t inline_bytes = 0;
-	unsigned int pushed = 0;
+	unsigned int pushed = 0, taken = 0;
 
 	if (!b->active || q >= b->queues || b->broken[q])
 		return;
+	b->more[q] = false;
 	for (;;) {
 		struct blk_req *first = NULL, **tail = &first;
 		struct blk_req *fast = NULL, **ftail = &fast;
 		unsigned int n = 0, popped;
 		int rc = 0;
 
+		if (taken >= BLK_NOTIFY_BUDGET) {
+			/* The I/O thread is shared: the rest of this queue
+			 * waits behind the other devices' events. */
+			blk_resume_later(b, q);
+			break;
+		}
 		/* Pop a whole batch before any of it runs: a head offered
 		 * twice is then always caught by vq_pop as "in flight". */
-		for (popped = 0; popped < BLK_POP_BATCH; popped++) {
+		for (popped = 0; popped < BLK_POP_BATCH &&
+				 taken < BLK_NOTIFY_BUDGET;
+		     popped++, taken++) {
 			struct smvmm_chain *c;
 			struct blk_req *r;
 			bool broken = false;
@@ -1349,6 +1384,22 @@ static void blk_queue_notify(void *dev, uint16_t q)
 		b->svc->vq_notify(b->h, q);
 }
 
+/* resume_fd: continue the queues whose budget ran out (I/O thread, device
+ * lock held). */
+static void blk_resume_cb(void *dev, int fd, uint32_t events)
+{
+	struct blk *b = dev;
+	uint64_t n;
+
+	(void)events;
+	if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		b->svc->log(b->h, SMVMM_LOG_ERROR, "eventfd: %s",
+			    strerror(errno));
+	for (unsigned int q = 0; q < b->queues; q++)
+		if (b->more[q])
+			blk_queue_notify(b, (uint16_t)q);
+}
+
 /* ---- ops ------------------------------------------------------------------ */
 
 static void pool_stop(struct blk *b)
@@ -1390,6 +1441,8 @@ static void blk_free(struct blk *b)
 		b->spare = r->next;
 		free(r);
 	}
+	if (b->resume_fd >= 0)
+		close(b->resume_fd);
 	if (b->fd_direct >= 0)
 		close(b->fd_direct);
 	if (b->fd >= 0)
@@ -1416,6 +1469,7 @@ static int blk_create(const struct smvmm_host_services *svc,
 	b->h = h;
 	b->fd = -1;
 	b->fd_direct = -1;
+	b->resume_fd = -1;
 	b->tail = &b->head;
 	pthread_mutex_init(&b->lock, NULL);
 	pthread_cond_init(&b->work_cond, NULL);
@@ -1428,6 +1482,18 @@ static int blk_create(const struct smvmm_host_services *svc,
 	if (ret)
 		goto err_free;
 	blk_fill_config(b);
+
+	b->resume_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (b->resume_fd < 0) {
+		ret = -errno;
+		svc->log(h, SMVMM_LOG_ERROR, "eventfd: %s", strerror(errno));
+		goto err_free;
+	}
+	ret = svc->watch_fd(h, b->resume_fd, SMVMM_FD_IN, blk_resume_cb);
+	if (ret) {
+		svc->log(h, SMVMM_LOG_ERROR, "watch_fd: %s", strerror(-ret));
+		goto err_free;
+	}
 
 	b->threads = calloc(b->iothreads, sizeof(*b->threads));
 	if (!b->threads) {
@@ -1464,6 +1530,7 @@ static int blk_create(const struct smvmm_host_services *svc,
 
 err_threads:
 	pool_stop(b);
+	svc->unwatch_fd(h, b->resume_fd);
 err_free:
 	blk_free(b);
 	return ret;
@@ -1475,6 +1542,8 @@ static void blk_destroy(void *dev)
 
 	pool_drain(b);
 	pool_stop(b);
+	if (b->resume_fd >= 0)
+		b->svc->unwatch_fd(b->h, b->resume_fd);
 	blk_free(b);
 }
 
@@ -1543,6 +1612,7 @@ static void blk_reset(void *dev)
 	b->active = false;
 	pool_drain(b);
 	memset(b->broken, 0, sizeof(b->broken));
+	memset(b->more, 0, sizeof(b->more));
 	b->features = 0;
 }
 

@@ -11,6 +11,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1993,6 +1995,134 @@ START_TEST(test_two_devices_two_images)
 }
 END_TEST
 
+/*
+ * A driver that refills the ring as fast as the device completes (here a
+ * second thread re-offers a GET_ID chain for every used element, the way a
+ * hostile guest on another vCPU polls the used ring) must not keep the
+ * I/O thread inside one queue_notify call: the call ends after
+ * BLK_NOTIFY_BUDGET chains and the rest continues from the event loop.
+ */
+#define NOTIFY_BUDGET 256u /* BLK_NOTIFY_BUDGET */
+
+struct refill {
+	struct devtest *t;
+	uint64_t hdr, id, st;
+	bool stop;              /* atomic */
+	bool running;           /* atomic: the refiller has started */
+	unsigned long done;     /* atomic: used elements seen */
+	int err;
+};
+
+static int submit_get_id(struct devtest *t, uint64_t hdr, uint64_t id,
+			 uint64_t st)
+{
+	if (devtest_chain_begin(t, 0, DEVTEST_CHAIN_INDIRECT) < 0 ||
+	    devtest_chain_add(t, hdr, 16, false) < 0 ||
+	    devtest_chain_add(t, id, 20, true) < 0 ||
+	    devtest_chain_add(t, st, 1, true) < 0)
+		return -EIO;
+	return devtest_chain_submit(t);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void *refiller(void *arg)
+{
+	struct refill *r = arg;
+	double end = now_s() + 2.0; /* the unbounded loop ends here too */
+
+	__atomic_store_n(&r->running, true, __ATOMIC_RELEASE);
+
+	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE) && now_s() < end) {
+		int rc = devtest_poll_used(r->t, 0, NULL, NULL);
+
+		if (rc < 0) {
+			r->err = rc;
+			break;
+		}
+		if (rc == 0)
+			continue;
+		__atomic_add_fetch(&r->done, 1, __ATOMIC_RELEASE);
+		if (submit_get_id(r->t, r->hdr, r->id, r->st) < 0) {
+			r->err = -EIO;
+			break;
+		}
+	}
+	return NULL;
+}
+
+START_TEST(test_refill_bounded)
+{
+	struct devtest_opts o = { .threaded = false, .queue_size = 1024 };
+	const char *kv[] = { "queue_size=1024", NULL };
+	struct refill r = { 0 };
+	unsigned long during;
+	pthread_t th;
+	double t0, took, end;
+
+	make_image(IMG_SECTORS * SECTOR, 3);
+	r.t = blk_new(kv, &o);
+	ck_assert_int_eq(devtest_init_device(r.t, DEVTEST_FEATURES_ALL), 0);
+	r.hdr = devtest_alloc(r.t, 16, 8);
+	r.id = devtest_alloc(r.t, 20, 1);
+	r.st = devtest_alloc(r.t, 1, 1);
+	{
+		uint32_t type = htole32(T_GET_ID);
+
+		memcpy(devtest_gpa(r.t, r.hdr, 16), &type, 4);
+	}
+	/* A full ring: one call takes one budget's worth, the event loop
+	 * the rest. */
+	for (int i = 0; i < 1024; i++)
+		ck_assert_int_ge(submit_get_id(r.t, r.hdr, r.id, r.st), 0);
+	devtest_kick(r.t, 0);
+	ck_assert_uint_eq(devtest_used_idx(r.t, 0), NOTIFY_BUDGET);
+	end = now_s() + 5.0;
+	while (devtest_used_idx(r.t, 0) != 1024 && now_s() < end)
+		devtest_run_io(r.t, 10);
+	ck_assert_uint_eq(devtest_used_idx(r.t, 0), 1024);
+	for (int i = 0; i < 1024; i++) {
+		ck_assert_int_eq(devtest_poll_used(r.t, 0, NULL, NULL), 1);
+		ck_assert_int_ge(submit_get_id(r.t, r.hdr, r.id, r.st), 0);
+	}
+	/* The hostile driver: refills while the device works. */
+	ck_assert_int_eq(pthread_create(&th, NULL, refiller, &r), 0);
+	while (!__atomic_load_n(&r.running, __ATOMIC_ACQUIRE))
+		sched_yield();
+	t0 = now_s();
+	devtest_kick(r.t, 0); /* queue_notify, on this thread */
+	took = now_s() - t0;
+	during = __atomic_load_n(&r.done, __ATOMIC_ACQUIRE);
+	__atomic_store_n(&r.stop, true, __ATOMIC_RELEASE);
+	pthread_join(th, NULL);
+	ck_assert_msg(r.err == 0, "refiller: %d %s", r.err,
+		      devtest_error(r.t));
+	ck_assert_msg(during <= NOTIFY_BUDGET,
+		      "one queue_notify call completed %lu chains in %.3f s "
+		      "(budget %u)", during, took, NOTIFY_BUDGET);
+	/* The rest is not lost: it completes from the event loop. */
+	end = now_s() + 5.0;
+	while (devtest_inflight(r.t, 0) && now_s() < end) {
+		int rc = devtest_poll_used(r.t, 0, NULL, NULL);
+
+		ck_assert_int_ge(rc, 0);
+		if (rc == 0)
+			devtest_run_io(r.t, 10);
+	}
+	ck_assert_msg(devtest_inflight(r.t, 0) == 0,
+		      "%u chains never completed after the budget ran out",
+		      devtest_inflight(r.t, 0));
+	devtest_free(r.t);
+	unmake_image();
+}
+END_TEST
+
 static Suite *blk_suite(void)
 {
 	Suite *s = suite_create("virtio-blk");
@@ -2026,6 +2156,7 @@ static Suite *blk_suite(void)
 	tcase_add_test(tc, test_two_devices_two_images);
 	tcase_add_test(tc, test_inline_reads);
 	tcase_add_test(tc, test_inline_misses_and_short_reads);
+	tcase_add_test(tc, test_refill_bounded);
 	suite_add_tcase(s, tc);
 	return s;
 }

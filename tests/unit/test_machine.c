@@ -182,6 +182,23 @@ static const struct err_case err_cases[] = {
 	  { "[boot] protocol: 'multiboot' is not one of auto, linux, pvh" } },
 	{ "serial empty", BOOT "[console]\nserial =\n", 4,
 	  { "[console] serial: empty value" } },
+	{ "serial_max_size small", BOOT "[console]\nserial = f\nserial_max_size = 100\n",
+	  5, { "[console] serial_max_size: '100' is below the minimum of 4K" } },
+	{ "serial_max_size junk", BOOT "[console]\nserial = f\nserial_max_size = 1X\n",
+	  5, { "[console] serial_max_size: '1X' is not a size" } },
+	{ "serial_max_size big", BOOT "[console]\nserial = f\nserial_max_size = 2T\n",
+	  5, { "[console] serial_max_size: '2T' is above the maximum of 1T" } },
+	{ "serial_max_files 0", BOOT "[console]\nserial = f\nserial_max_files = 0\n",
+	  5, { "[console] serial_max_files: '0' is not a number in 1..100" } },
+	{ "serial_max_files 101", BOOT "[console]\nserial = f\nserial_max_files = 101\n",
+	  5, { "[console] serial_max_files: '101'" } },
+	{ "serial_max_size on stdio", BOOT "[console]\nserial_max_size = 1M\n",
+	  4, { "[console] serial_max_size: needs serial = <file path>",
+	       "serial is stdio" } },
+	{ "serial_max_files on none",
+	  BOOT "[console]\nserial_max_files = 3\nserial = none\n", 4,
+	  { "[console] serial_max_files: needs serial = <file path>",
+	    "serial is none" } },
 	{ "device without id", BOOT "[device.]\ntype = x\n", 3,
 	  { "[device.]: a device section needs an id" } },
 	{ "bare [device]", BOOT "[device]\ntype = x\n", 3,
@@ -400,6 +417,8 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(m.initrd_line, 0);
 	ck_assert_str_eq(m.cmdline, "");
 	ck_assert_str_eq(m.serial, "stdio");
+	ck_assert_uint_eq(m.serial_max_size, 0);
+	ck_assert_uint_eq(m.serial_max_files, 1);
 	ck_assert_int_eq(m.protocol, BOOT_PROTO_AUTO);
 	ck_assert_uint_eq(m.ndev, 0);
 	machine_free(&m);
@@ -418,7 +437,9 @@ START_TEST(test_relative_paths)
 	write_rel("sub/vm.ini", "[boot]\n"
 				"kernel = vmlinux\n"
 				"initrd = ../initrd.img\n"
-				"[console]\nserial = logs/com1\n");
+				"[console]\nserial = logs/com1\n"
+				"serial_max_size = 64M\n"
+				"serial_max_files = 5\n");
 
 	/* from an unrelated cwd, with a relative INI path */
 	ck_assert_int_eq(chdir(tmpdir), 0);
@@ -429,6 +450,8 @@ START_TEST(test_relative_paths)
 	ck_assert_str_eq(m.kernel, want);
 	fmt(want, sizeof(want), "%s/../initrd.img", sub);
 	ck_assert_str_eq(m.initrd, want);
+	ck_assert_uint_eq(m.serial_max_size, 64ull << 20);
+	ck_assert_uint_eq(m.serial_max_files, 5);
 	fmt(want, sizeof(want), "%s/logs/com1", sub);
 	ck_assert_str_eq(m.serial, want);
 	machine_free(&m);

@@ -9,12 +9,15 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "arch/x86_64/x86.h"
+#include "serial_log.h"
 
 #define RBR 0
 #define THR 0
@@ -562,6 +565,163 @@ START_TEST(test_dispatch)
 }
 END_TEST
 
+/* ---- serial_log: [console] serial_max_size / serial_max_files ---------- */
+
+static char logdir[64];
+
+static char *slurp(const char *name, size_t *len)
+{
+	char path[160];
+	FILE *f;
+	char *buf;
+	long n;
+
+	snprintf(path, sizeof(path), "%s/%s", logdir, name);
+	f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = malloc((size_t)n + 1);
+	ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	buf[n] = '\0';
+	*len = (size_t)n;
+	return buf;
+}
+
+/* Guest writes of `n` bytes of a known sequence through THR. */
+static void guest_writes(struct uart8250 *uu, size_t from, size_t n)
+{
+	for (size_t i = from; i < from + n; i++)
+		wr(uu, THR, (uint8_t)('a' + (i * 7 + i / 26) % 26));
+}
+
+static char seq(size_t i)
+{
+	return (char)('a' + (i * 7 + i / 26) % 26);
+}
+
+static void rotation_run(unsigned int files, size_t pre, size_t total)
+{
+	char path[160], err[256];
+	struct serial_log *l;
+	struct uart8250 uu;
+	size_t kept = 0;
+
+	snprintf(logdir, sizeof(logdir), "/tmp/smvmm-serial-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(logdir));
+	snprintf(path, sizeof(path), "%s/com1.log", logdir);
+	if (pre) { /* an earlier run's output counts towards the limit */
+		FILE *f = fopen(path, "w");
+
+		for (size_t i = 0; i < pre; i++)
+			fputc('#', f);
+		fclose(f);
+	}
+	ck_assert_int_eq(serial_log_open(&l, path, 4096, files, err,
+					 sizeof(err)), 0);
+	ck_assert_uint_eq(serial_log_size(l), pre);
+	ck_assert_int_eq(uart8250_init(&uu, serial_log_fd(l), NULL, NULL), 0);
+	uart8250_set_rotation(&uu, 4096, serial_log_size(l),
+			      serial_log_rotate, l);
+	guest_writes(&uu, 0, total);
+	ck_assert_uint_eq(uu.tx_bytes, total);
+	ck_assert_uint_eq(uu.tx_errors, 0);
+
+	/* Newest last: com1.log.(files-1) .. com1.log.1, com1.log; each at
+	 * most 4096 bytes; together the tail of what the guest wrote. */
+	{
+		char *all = calloc(1, (size_t)files * 4096 + 1);
+		size_t len;
+
+		for (unsigned int i = files; i-- > 0;) {
+			char name[32];
+			char *b;
+
+			if (i)
+				snprintf(name, sizeof(name), "com1.log.%u", i);
+			else
+				snprintf(name, sizeof(name), "com1.log");
+			b = slurp(name, &len);
+			if (!b)
+				continue;
+			ck_assert_msg(len <= 4096, "%s: %zu bytes", name, len);
+			memcpy(all + kept, b, len);
+			kept += len;
+			free(b);
+		}
+		ck_assert_msg(kept > 0 && kept <= total, "kept %zu", kept);
+		if (files > 1)
+			ck_assert_uint_ge(kept,
+					  total < (size_t)(files - 1) * 4096
+						  ? total
+						  : (size_t)(files - 1) * 4096);
+		for (size_t i = 0; i < kept; i++)
+			ck_assert_msg(all[i] == seq(total - kept + i),
+				      "byte %zu of the kept tail", i);
+		free(all);
+	}
+	{
+		char name[32];
+		size_t len;
+
+		snprintf(name, sizeof(name), "com1.log.%u", files);
+		ck_assert_ptr_null(slurp(name, &len));
+	}
+	uart8250_destroy(&uu);
+	serial_log_close(l);
+	{
+		char cmd[128];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", logdir);
+		ck_assert_int_eq(system(cmd), 0);
+	}
+}
+
+START_TEST(test_serial_rotation)
+{
+	rotation_run(3, 0, 20000);    /* log, log.1, log.2 */
+	rotation_run(1, 0, 10000);    /* emptied and restarted */
+	rotation_run(2, 4000, 5000);  /* the existing 4000 bytes count */
+	rotation_run(4, 0, 3000);     /* below the limit: one file */
+}
+END_TEST
+
+START_TEST(test_serial_log_refuses)
+{
+	char err[256];
+	struct serial_log *l;
+	int fds[2];
+
+	/* A FIFO nobody reads: an error, never a hang in open(). */
+	snprintf(logdir, sizeof(logdir), "/tmp/smvmm-serial-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(logdir));
+	{
+		char path[160];
+
+		snprintf(path, sizeof(path), "%s/fifo", logdir);
+		ck_assert_int_eq(mkfifo(path, 0600), 0);
+		ck_assert_int_eq(serial_log_open(&l, path, 0, 1, err,
+						 sizeof(err)), -ENXIO);
+		ck_assert_ptr_nonnull(strstr(err, "fifo"));
+		unlink(path);
+	}
+	rmdir(logdir);
+	/* Rotation needs a regular file. */
+	ck_assert_int_eq(pipe(fds), 0);
+	ck_assert_int_eq(serial_log_open(&l, "/dev/null", 1 << 20, 2, err,
+					 sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "not a regular file"));
+	ck_assert_int_eq(serial_log_open(&l, "/nonexistent-dir/x", 0, 1, err,
+					 sizeof(err)), -ENOENT);
+	ck_assert_ptr_nonnull(strstr(err, "/nonexistent-dir"));
+	close(fds[0]);
+	close(fds[1]);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("serial");
@@ -587,6 +747,10 @@ int main(void)
 	tcase_add_test(tc, test_concurrent_input);
 	tcase_add_test(tc, test_pm);
 	tcase_add_test(tc, test_dispatch);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("serial_log");
+	tcase_add_test(tc, test_serial_rotation);
+	tcase_add_test(tc, test_serial_log_refuses);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

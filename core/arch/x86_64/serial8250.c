@@ -165,6 +165,16 @@ void uart8250_destroy(struct uart8250 *u)
 	pthread_mutex_destroy(&u->lock);
 }
 
+void uart8250_set_rotation(struct uart8250 *u, uint64_t max_bytes,
+			   uint64_t size, int (*rotate_fn)(void *opaque),
+			   void *opaque)
+{
+	u->out_max = max_bytes;
+	u->out_size = size;
+	u->rotate_fn = rotate_fn;
+	u->rotate_opaque = opaque;
+}
+
 void uart8250_close(struct uart8250 *u)
 {
 	__atomic_store_n(&u->closing, 1, __ATOMIC_RELEASE);
@@ -179,8 +189,17 @@ void uart8250_close(struct uart8250 *u)
  */
 static void uart_emit(struct uart8250 *u, uint8_t b)
 {
-	if (u->out_fd < 0)
+	if (u->out_max && u->out_size >= u->out_max && u->rotate_fn) {
+		int fd = u->rotate_fn(u->rotate_opaque);
+
+		u->out_fd = fd;
+		u->out_size = 0;
+	}
+	if (u->out_fd < 0) {
+		if (u->out_max)
+			u->tx_errors++; /* a file we could not reopen */
 		return;
+	}
 	for (;;) {
 		struct pollfd p = { .fd = u->out_fd, .events = POLLOUT };
 		int r = poll(&p, 1, 100);
@@ -199,6 +218,7 @@ static void uart_emit(struct uart8250 *u, uint8_t b)
 		w = write(u->out_fd, &b, 1);
 		if (w == 1) {
 			u->tx_bytes++;
+			u->out_size++;
 			return;
 		}
 		if (w < 0 && (errno == EINTR || errno == EAGAIN ||

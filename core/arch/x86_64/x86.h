@@ -306,6 +306,10 @@ struct uart8250 {
 	size_t rx_head, rx_len;
 	uint64_t tx_bytes, tx_errors;
 	int closing; /* atomic: uart8250_close() was called */
+	/* output size limit (uart8250_set_rotation) */
+	uint64_t out_max, out_size;
+	int (*rotate_fn)(void *opaque);
+	void *rotate_opaque;
 };
 
 /*
@@ -316,6 +320,18 @@ struct uart8250 {
 int uart8250_init(struct uart8250 *u, int out_fd, uart8250_irq_fn irq_fn,
 		  void *irq_opaque);
 void uart8250_destroy(struct uart8250 *u);
+
+/*
+ * uart8250_set_rotation: limit out_fd to max_bytes (> 0); `size` bytes are
+ * in it already.  Before a byte that would exceed the limit, rotate_fn
+ * (opaque) is called on the writing (vCPU) thread, under the UART lock; it
+ * returns the fd to continue with, whose file is empty, or a negative
+ * errno (output is then dropped and counted in tx_errors).  The UART does
+ * not own the fds.  Main thread, before the vCPUs start.
+ */
+void uart8250_set_rotation(struct uart8250 *u, uint64_t max_bytes,
+			   uint64_t size, int (*rotate_fn)(void *opaque),
+			   void *opaque);
 
 /*
  * uart8250_close: from now on, output that cannot be written at once is
