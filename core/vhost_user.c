@@ -375,6 +375,18 @@ static void kick_cb(void *opaque, int fd, uint32_t events)
 		evloop_unwatch_nowait(&s->loop, fd);
 		return;
 	}
+	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+		/* Readable to epoll, yet read() fails (a listening socket
+		 * with a connection waiting, a socket in error): the
+		 * level-triggered watch would fire for ever.  Stop watching;
+		 * the ring gets no kicks until SET_VRING_KICK sends an
+		 * eventfd. */
+		vu_log(s, SMVMM_LOG_WARN,
+		       "ring %u: reading the kick fd failed: %s (not an "
+		       "eventfd); ignoring it", r->index, strerror(errno));
+		evloop_unwatch_nowait(&s->loop, fd);
+		return;
+	}
 
 	pthread_mutex_lock(&h->lock);
 	if (r->started && r->kick_fd == fd) {

@@ -25,6 +25,8 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "loader.h"
@@ -1206,6 +1208,59 @@ static void expect_nack(struct vu_server *s, uint32_t req, const void *p,
 	fe_fini(&f);
 }
 
+/*
+ * A kick fd that epoll accepts and reports readable but whose read() fails:
+ * a listening socket with a connection waiting.  The level-triggered watch
+ * fired again and again and kick_cb ran the ring every time: the I/O thread
+ * spun at 100%.  The back-end must stop watching it (logged once) and keep
+ * the session.
+ */
+static double cpu_s(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+START_TEST(test_kick_fd_read_fails)
+{
+	struct vu_server *s = new_server(&tdev_ops);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct fe f;
+	int lfd, cfd;
+	double c0, used;
+
+	fe_init(&f, s);
+	fe_device_up(&f, 1);
+	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(lfd, 0);
+	/* abstract name: nothing in the file system */
+	snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, "smvmm-kick-%d",
+		 getpid());
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(lfd, 4), 0);
+	ck_assert_uint_eq(fe_ack_u64(&f, VHOST_USER_SET_VRING_KICK, 0, &lfd,
+				     1), 0);
+	cfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(connect(cfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	usleep(50000);
+	c0 = cpu_s();
+	usleep(400000);
+	used = cpu_s() - c0;
+	ck_assert_msg(used < 0.1, "%.3f s of CPU in 0.4 s with a kick fd "
+		      "whose read() fails", used);
+	/* The session still answers. */
+	ck_assert(fe_get_u64(&f, VHOST_USER_GET_FEATURES) & F_PROTO);
+	close(cfd);
+	close(lfd);
+	ck_assert_int_eq(fe_disconnect(&f), 0);
+	fe_fini(&f);
+	free_server(s);
+}
+END_TEST
+
 START_TEST(test_malformed_header)
 {
 	struct vu_server *s = new_server(&tdev_ops);
@@ -1589,6 +1644,7 @@ static Suite *vhost_user_suite(void)
 	tcase_add_test(tc, test_bad_kick_fd_keeps_held_buffers_mapped);
 	tcase_add_test(tc, test_truncated_memfd_loop_thread);
 	tcase_add_test(tc, test_truncated_memfd_plugin_thread);
+	tcase_add_test(tc, test_kick_fd_read_fails);
 	tcase_add_test(tc, test_malformed_header);
 	tcase_add_test(tc, test_bad_rings);
 	tcase_add_test(tc, test_bad_mem_tables);
