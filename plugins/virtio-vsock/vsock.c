@@ -1911,6 +1911,16 @@ static void vsock_reset(void *dev)
 	v->tx_more = false;
 	v->rx_pushed = 0;
 	rx_spare_drop(v);
+	/*
+	 * Connections are lost.  Over vhost-user this reset is a ring stop
+	 * (GET_VRING_BASE on every ring: QEMU pausing the VM), and the
+	 * guest's driver still has its sockets: tell it, once the device runs
+	 * again, with TRANSPORT_RESET (§5.10.6.7; Linux then resets every
+	 * connection).  After a driver reset (Status 0) the event reaches a
+	 * freshly probed driver, which has nothing to drop.
+	 */
+	if (v->nconns)
+		v->event_pending = true;
 	conns_detach_all(v);
 	if (v->zombies)
 		kick_later(v);

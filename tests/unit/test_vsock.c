@@ -1141,6 +1141,10 @@ START_TEST(device_reset_closes_connections)
 	ck_assert_int_eq(vd_init(d, t, CID), 0); /* reset + init again */
 	ck_assert_int_eq(host_read_wait(d, hfd, buf, sizeof(buf), 2000), 0);
 	close(hfd);
+	/* The connections were lost under the driver: it is told
+	 * (TRANSPORT_RESET), as after a vhost-user ring stop (a VM pause:
+	 * QEMU sends GET_VRING_BASE on every ring, the same reset). */
+	ck_assert(VD_WAIT(d, d->events == 1, 2000));
 	/* And it works again. */
 	struct vd_conn *c = guest_open(d, lfd, 8000, &hfd);
 	ck_assert_int_eq(write(hfd, "ok", 2), 2);
