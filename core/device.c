@@ -398,6 +398,40 @@ static int svc_check_only(struct smvmm_host *h)
 	return h->check_only ? 1 : 0;
 }
 
+static int svc_reset_defer(struct smvmm_host *h)
+{
+	int rc;
+
+	pthread_mutex_lock(&h->lock);
+	if (!h->in_reset)
+		rc = -EINVAL;
+	else if (!__atomic_load_n(&h->reset_completed, __ATOMIC_ACQUIRE))
+		rc = -ENOTSUP;
+	else {
+		h->reset_deferred = true;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&h->lock);
+	return rc;
+}
+
+static void svc_reset_done(struct smvmm_host *h)
+{
+	void (*hook)(struct smvmm_host *h);
+	bool was;
+
+	pthread_mutex_lock(&h->lock);
+	was = h->reset_deferred;
+	h->reset_deferred = false;
+	hook = __atomic_load_n(&h->reset_completed, __ATOMIC_ACQUIRE);
+	pthread_mutex_unlock(&h->lock);
+	if (was) {
+		device_log(h, SMVMM_LOG_INFO, "the deferred reset completed");
+		if (hook)
+			hook(h);
+	}
+}
+
 const struct smvmm_host_services smvmm_host_services_v1 = {
 	.struct_size = sizeof(struct smvmm_host_services),
 	.log = svc_log,
@@ -413,6 +447,8 @@ const struct smvmm_host_services smvmm_host_services_v1 = {
 	.unwatch_fd = svc_unwatch_fd,
 	.config_path = svc_config_path,
 	.check_only = svc_check_only,
+	.reset_defer = svc_reset_defer,
+	.reset_done = svc_reset_done,
 };
 
 /* ---- lifecycle -------------------------------------------------------- */
@@ -605,8 +641,11 @@ err_dev:
 void device_reset(struct smvmm_host *h)
 {
 	pthread_mutex_lock(&h->lock);
-	if (h->ops)
+	if (h->ops) {
+		h->in_reset = true;
 		h->ops->reset(h->dev);
+		h->in_reset = false;
+	}
 	/* §2.4: after reset the queues are unset; the plugin dropped its
 	 * chains in reset() (plugin.h), so nothing is in flight. */
 	for (unsigned int i = 0; i < h->nr_queues; i++) {

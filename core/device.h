@@ -77,6 +77,12 @@ struct smvmm_host {
 	struct host_watch *watches;
 	unsigned int nwatches, watch_cap;
 	bool push_clamp_logged;  /* vq_push with written > in_len (atomic) */
+	/* Deferred reset (reset_defer/reset_done services), under `lock`:
+	 * in_reset while ops->reset runs, reset_deferred from reset_defer
+	 * until reset_done.  reset_completed: the transport's hook, NULL
+	 * when it cannot defer a reset (vhost-user). */
+	bool in_reset, reset_deferred;
+	void (*reset_completed)(struct smvmm_host *h);
 	bool bad_queue_logged;   /* vq_* with a queue index out of range */
 
 	/* Appended.  Optional transport hook: a used buffer notification for

@@ -55,6 +55,7 @@ enum vmmio_odd {
 	ODD_FEAT_REFUSED, /* plugin refused the features */
 	ODD_NOTIFY_Q,     /* QueueNotify with a bad index */
 	ODD_ACTIVATE_NR,  /* DRIVER_OK while NEEDS_RESET */
+	ODD_RESETTING,    /* register write while a deferred reset runs */
 };
 
 static void odd(struct vmmio *t, enum vmmio_odd kind, const char *fmt, ...)
@@ -119,6 +120,15 @@ static void vmmio_set_needs_reset(struct smvmm_host *h)
 		vmmio_raise(h, VIRTIO_MMIO_INT_CONFIG);
 }
 
+/* The plugin finished a deferred reset (reset_done): Status reads 0. */
+static void vmmio_reset_completed(struct smvmm_host *h)
+{
+	struct vmmio *t = __atomic_load_n(&h->transport, __ATOMIC_ACQUIRE);
+
+	if (t)
+		__atomic_store_n(&t->reset_status, 0, __ATOMIC_RELEASE);
+}
+
 void vmmio_init(struct vmmio *t, struct smvmm_host *h, vmmio_irq_fn irq,
 		void *irq_opaque, vmmio_ioevent_fn ioevent, void *ioevent_opaque)
 {
@@ -132,6 +142,8 @@ void vmmio_init(struct vmmio *t, struct smvmm_host *h, vmmio_irq_fn irq,
 	h->transport = t;
 	h->raise = vmmio_raise;
 	h->set_needs_reset = vmmio_set_needs_reset;
+	__atomic_store_n(&h->reset_completed, vmmio_reset_completed,
+			 __ATOMIC_RELEASE);
 }
 
 void vmmio_destroy(struct vmmio *t)
@@ -147,6 +159,7 @@ void vmmio_destroy(struct vmmio *t)
 	if (h && __atomic_load_n(&h->transport, __ATOMIC_ACQUIRE) == t) {
 		__atomic_store_n(&h->raise, NULL, __ATOMIC_RELEASE);
 		__atomic_store_n(&h->set_needs_reset, NULL, __ATOMIC_RELEASE);
+		__atomic_store_n(&h->reset_completed, NULL, __ATOMIC_RELEASE);
 		__atomic_store_n(&h->transport, NULL, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_destroy(&t->reg_lock);
@@ -340,6 +353,8 @@ void vmmio_queue_notify(struct vmmio *t, uint16_t q)
 static void do_reset(struct vmmio *t)
 {
 	struct smvmm_host *h = t->host;
+	uint32_t old = status_load(t);
+	bool deferred;
 
 	/* First make every later kick and raise see a dead device. */
 	__atomic_store_n(&t->activated, false, __ATOMIC_RELEASE);
@@ -368,6 +383,20 @@ static void do_reset(struct vmmio *t)
 	memset(t->qregs, 0, sizeof(t->qregs));
 	__atomic_store_n(&t->interrupt_status, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&t->status, 0, __ATOMIC_RELEASE);
+	/* The plugin could not finish (reset_defer): Status keeps reading
+	 * non-zero until reset_done (§2.4.2), checked under the device lock
+	 * so a reset_done racing with this is never missed. */
+	pthread_mutex_lock(&h->lock);
+	deferred = h->reset_deferred;
+	if (deferred)
+		__atomic_store_n(&t->reset_status,
+				 old ? old : VIRTIO_STATUS_ACKNOWLEDGE,
+				 __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&h->lock);
+	if (deferred)
+		device_log(h, SMVMM_LOG_WARN,
+			   "reset: the device is still finishing work; Status "
+			   "reads 0x%x until it is done", old ? old : 1u);
 }
 
 /* FEATURES_OK (§3.1.1 step 5, §2.2.1): true if accepted. */
@@ -554,8 +583,12 @@ static uint32_t read_reg(struct vmmio *t, uint64_t off)
 		return queue_ready(h, t->queue_sel);
 	case VIRTIO_MMIO_INTERRUPT_STATUS:
 		return __atomic_load_n(&t->interrupt_status, __ATOMIC_ACQUIRE);
-	case VIRTIO_MMIO_STATUS:
-		return status_load(t);
+	case VIRTIO_MMIO_STATUS: {
+		uint32_t rs = __atomic_load_n(&t->reset_status,
+					      __ATOMIC_ACQUIRE);
+
+		return rs ? rs : status_load(t);
+	}
 	case VIRTIO_MMIO_SHM_LEN_LOW:
 	case VIRTIO_MMIO_SHM_LEN_HIGH:
 	case VIRTIO_MMIO_SHM_BASE_LOW:
@@ -603,6 +636,15 @@ static int write_reg(struct vmmio *t, uint64_t off, uint32_t val)
 	struct vmmio_queue_regs *r;
 	uint32_t s;
 
+	if (__atomic_load_n(&t->reset_status, __ATOMIC_ACQUIRE)) {
+		/* §2.4.2: the driver waits for Status 0 first. */
+		if (off != VIRTIO_MMIO_STATUS || val != 0)
+			odd(t, ODD_RESETTING,
+			    "register write at 0x%llx while the device is "
+			    "still resetting (Status reads non-zero until it "
+			    "is done) ignored", (unsigned long long)off);
+		return -1;
+	}
 	switch (off) {
 	case VIRTIO_MMIO_DEVICE_FEATURES_SEL:
 		t->device_features_sel = val;

@@ -111,6 +111,9 @@ struct vmmio {
 	uint32_t logged;            /* oddities already logged (atomic) */
 	uint64_t early_kicks;       /* QueueNotify before activation: delivered
 				       right after activate (h->lock) */
+	uint32_t reset_status;      /* atomic: non-zero while a deferred reset
+				       runs (reset_defer): what Status reads
+				       until it completes, §2.4.2 */
 };
 
 /*

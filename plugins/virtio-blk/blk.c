@@ -65,7 +65,11 @@
  * has started are dropped: their chains are free()d, never pushed (§2.4:
  * the device must not touch the rings after reset).  Requests a worker is
  * executing cannot be cancelled (a preadv into guest RAM is under way), so
- * reset waits for them; a request that finishes after reset began is
+ * reset waits for them, at most BLK_RESET_WAIT_MS; past that (storage that
+ * does not answer) it defers the reset through the reset_defer service
+ * where the transport offers it (virtio-mmio: Status reads non-zero until
+ * the last one returns and the worker calls reset_done; vhost-user: waits
+ * as before); a request that finishes after reset began is
  * free()d instead of pushed.  The pool threads live as long as the device.
  *
  * Validation (every case gives an error status or breaks the queue, never a
@@ -105,6 +109,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <smvmm/plugin.h>
@@ -160,6 +165,13 @@
 #define BLK_DISCARD_SECTORS_MAX (1u << 22) /* 2 GiB per segment */
 #define BLK_DISCARD_SEG_MAX 32u
 #define BLK_DISCARD_ALIGN 8u /* sectors: 4 KiB, the usual fs block */
+/*
+ * reset() waits this long for requests a worker is executing; past it (a
+ * hung NFS server, a stalled disk) the reset is deferred (reset_defer
+ * service): the vCPU goes on, the driver reads a non-zero Status until the
+ * last of them returns.
+ */
+#define BLK_RESET_WAIT_MS 200
 /* Chains popped before they are handed to the pool in one go. */
 #define BLK_POP_BATCH 64
 /*
@@ -287,6 +299,7 @@ struct blk {
 	uint32_t gen;               /* bumped by reset */
 	uint64_t dirty;             /* queues pushed to since last notify */
 	bool stop;
+	bool reset_deferred;        /* reset_done when running drops to 0 */
 	pthread_t *threads;
 	unsigned int nthreads;
 
@@ -920,8 +933,17 @@ static void *blk_worker(void *arg)
 			req_free(r);
 		}
 		b->running -= n;
-		if (!b->running)
+		if (!b->running) {
 			pthread_cond_broadcast(&b->idle_cond);
+			if (b->reset_deferred) {
+				/* The last request of a deferred reset:
+				 * nothing touches guest memory any more. */
+				b->reset_deferred = false;
+				pthread_mutex_unlock(&b->lock);
+				b->svc->reset_done(b->h);
+				pthread_mutex_lock(&b->lock);
+			}
+		}
 		if (!b->head && b->dirty) {
 			/* One notification per queue for the whole batch. */
 			uint64_t dirty = b->dirty;
@@ -1413,9 +1435,24 @@ static void pool_stop(struct blk *b)
 	b->nthreads = 0;
 }
 
-/* Drop queued requests and wait for the running ones (see the header). */
-static void pool_drain(struct blk *b)
+/*
+ * Drop queued requests and wait for the running ones (see the header), at
+ * most wait_ms (< 0: for ever).  true when none is running any more.
+ */
+static bool pool_drain(struct blk *b, int wait_ms)
 {
+	struct timespec until;
+	bool idle;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	if (wait_ms >= 0) {
+		until.tv_sec += wait_ms / 1000;
+		until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+	}
 	pthread_mutex_lock(&b->lock);
 	b->gen++;
 	while (b->head) {
@@ -1427,10 +1464,17 @@ static void pool_drain(struct blk *b)
 	}
 	b->tail = &b->head;
 	b->queued = 0;
-	while (b->running)
-		pthread_cond_wait(&b->idle_cond, &b->lock);
+	while (b->running) {
+		if (wait_ms < 0)
+			pthread_cond_wait(&b->idle_cond, &b->lock);
+		else if (pthread_cond_timedwait(&b->idle_cond, &b->lock,
+						&until) == ETIMEDOUT)
+			break;
+	}
+	idle = !b->running;
 	b->dirty = 0;
 	pthread_mutex_unlock(&b->lock);
+	return idle;
 }
 
 static void blk_free(struct blk *b)
@@ -1473,7 +1517,14 @@ static int blk_create(const struct smvmm_host_services *svc,
 	b->tail = &b->head;
 	pthread_mutex_init(&b->lock, NULL);
 	pthread_cond_init(&b->work_cond, NULL);
-	pthread_cond_init(&b->idle_cond, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&b->idle_cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 
 	ret = blk_parse_config(b);
 	if (ret)
@@ -1540,7 +1591,7 @@ static void blk_destroy(void *dev)
 {
 	struct blk *b = dev;
 
-	pool_drain(b);
+	pool_drain(b, -1);
 	pool_stop(b);
 	if (b->resume_fd >= 0)
 		b->svc->unwatch_fd(b->h, b->resume_fd);
@@ -1610,7 +1661,31 @@ static void blk_reset(void *dev)
 	struct blk *b = dev;
 
 	b->active = false;
-	pool_drain(b);
+	if (!pool_drain(b, BLK_RESET_WAIT_MS)) {
+		/* Still running after BLK_RESET_WAIT_MS: storage that does
+		 * not answer.  Do not hold the vCPU (and the device lock)
+		 * until it does, where the transport can wait for us. */
+		bool defer = SMVMM_SVC_HAS(b->svc, reset_defer) &&
+			     SMVMM_SVC_HAS(b->svc, reset_done);
+
+		pthread_mutex_lock(&b->lock);
+		if (defer && b->running &&
+		    b->svc->reset_defer(b->h) == 0) {
+			b->reset_deferred = true;
+			b->svc->log(b->h, SMVMM_LOG_WARN,
+				    "reset: %u request(s) on \"%s\" still "
+				    "running after %d ms (storage not "
+				    "answering?); the reset completes when "
+				    "they return", b->running, b->path,
+				    BLK_RESET_WAIT_MS);
+			defer = true;
+		} else {
+			defer = false;
+		}
+		pthread_mutex_unlock(&b->lock);
+		if (!defer)
+			pool_drain(b, -1);
+	}
 	memset(b->broken, 0, sizeof(b->broken));
 	memset(b->more, 0, sizeof(b->more));
 	b->features = 0;

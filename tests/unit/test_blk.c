@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <check.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -2123,6 +2124,137 @@ START_TEST(test_refill_bounded)
 }
 END_TEST
 
+/*
+ * Storage that stops answering (an NFS server gone, a stalled disk): this
+ * executable's preadv() blocks while g_hang is set; the plugin resolves
+ * preadv to it (ENABLE_EXPORTS in tests/CMakeLists.txt).  preadv2 with
+ * RWF_NOWAIT says EAGAIN meanwhile, so the inline path hands the request
+ * to a worker.
+ */
+static int g_hang;     /* atomic */
+static int g_hung;     /* callers blocked, under g_hang_lock */
+static pthread_mutex_t g_hang_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_hang_cond = PTHREAD_COND_INITIALIZER;
+
+ssize_t preadv(int fd, const struct iovec *iov, int n, off_t off)
+{
+	static ssize_t (*real)(int, const struct iovec *, int, off_t);
+
+	if (!real)
+		real = (ssize_t(*)(int, const struct iovec *, int, off_t))
+			dlsym(RTLD_NEXT, "preadv");
+	if (__atomic_load_n(&g_hang, __ATOMIC_ACQUIRE)) {
+		pthread_mutex_lock(&g_hang_lock);
+		g_hung++;
+		pthread_cond_broadcast(&g_hang_cond);
+		while (__atomic_load_n(&g_hang, __ATOMIC_ACQUIRE))
+			pthread_cond_wait(&g_hang_cond, &g_hang_lock);
+		g_hung--;
+		pthread_mutex_unlock(&g_hang_lock);
+	}
+	return real(fd, iov, n, off);
+}
+
+ssize_t preadv2(int fd, const struct iovec *iov, int n, off_t off,
+		int flags)
+{
+	static ssize_t (*real)(int, const struct iovec *, int, off_t, int);
+
+	if (!real)
+		real = (ssize_t(*)(int, const struct iovec *, int, off_t,
+				   int))dlsym(RTLD_NEXT, "preadv2");
+	if (__atomic_load_n(&g_hang, __ATOMIC_ACQUIRE) &&
+	    (flags & RWF_NOWAIT)) {
+		errno = EAGAIN;
+		return -1;
+	}
+	return real(fd, iov, n, off, flags);
+}
+
+static void hang_release(void)
+{
+	pthread_mutex_lock(&g_hang_lock);
+	__atomic_store_n(&g_hang, 0, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&g_hang_cond);
+	pthread_mutex_unlock(&g_hang_lock);
+}
+
+static int g_watchdog_done; /* atomic */
+
+/* Ends the hang after 3 s whatever happens, so a reset that waits for the
+ * storage fails the test instead of hanging it. */
+static void *hang_watchdog(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 300; i++) {
+		if (__atomic_load_n(&g_watchdog_done, __ATOMIC_ACQUIRE))
+			return NULL;
+		usleep(10000);
+	}
+	hang_release();
+	return NULL;
+}
+
+/*
+ * A driver reset while a request is stuck in the host: the Status write
+ * must not hold the vCPU until the storage answers.  The device defers the
+ * reset: Status reads non-zero (the driver waits for 0, §2.4.2), register
+ * writes are ignored, and once the request returns Status reads 0 and the
+ * device works again.
+ */
+START_TEST(test_reset_hung_storage)
+{
+	struct devtest *t;
+	struct rq r;
+	uint64_t buf, st;
+	pthread_t wd;
+	double t0, took;
+	int hung = 0;
+
+	make_image(IMG_SECTORS * SECTOR, 5);
+	t = blk_up(NULL);
+	buf = devtest_alloc(t, 4096, 4096);
+	r = (struct rq){ .type = T_IN, .sector = 8, .data = buf, .len = 4096,
+			 .data_write = true };
+	__atomic_store_n(&g_watchdog_done, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&g_hang, 1, __ATOMIC_RELEASE);
+	ck_assert_int_eq(pthread_create(&wd, NULL, hang_watchdog, NULL), 0);
+	submit(t, &r, &st);
+	devtest_kick(t, 0);
+	for (int i = 0; i < 200 && !hung; i++) {
+		pthread_mutex_lock(&g_hang_lock);
+		hung = g_hung;
+		pthread_mutex_unlock(&g_hang_lock);
+		if (!hung)
+			usleep(10000);
+	}
+	ck_assert_msg(hung, "the read never reached preadv");
+
+	t0 = now_s();
+	devtest_write32(t, VIRTIO_MMIO_STATUS, 0); /* the driver's reset */
+	took = now_s() - t0;
+	ck_assert_msg(took < 2.0, "the reset held the vCPU %.2f s, until the "
+		      "storage answered", took);
+	ck_assert_uint_ne(devtest_status(t), 0);
+	/* A driver that does not wait: ignored until the reset is done. */
+	devtest_write32(t, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE);
+	ck_assert_uint_ne(devtest_status(t), VIRTIO_STATUS_ACKNOWLEDGE);
+
+	hang_release();
+	for (int i = 0; i < 200 && devtest_status(t) != 0; i++)
+		usleep(10000);
+	ck_assert_uint_eq(devtest_status(t), 0);
+	/* The late completion was dropped, never pushed; the device works. */
+	ck_assert_int_eq(devtest_init_device(t, DEVTEST_FEATURES_ALL), 0);
+	ck_assert_uint_eq(devtest_used_idx(t, 0), 0);
+	ck_assert_int_eq(rw(t, T_IN, 0, devtest_alloc(t, 512, 512), 512), S_OK);
+	__atomic_store_n(&g_watchdog_done, 1, __ATOMIC_RELEASE);
+	pthread_join(wd, NULL);
+	devtest_free(t);
+	unmake_image();
+}
+END_TEST
+
 static Suite *blk_suite(void)
 {
 	Suite *s = suite_create("virtio-blk");
@@ -2157,6 +2289,7 @@ static Suite *blk_suite(void)
 	tcase_add_test(tc, test_inline_reads);
 	tcase_add_test(tc, test_inline_misses_and_short_reads);
 	tcase_add_test(tc, test_refill_bounded);
+	tcase_add_test(tc, test_reset_hung_storage);
 	suite_add_tcase(s, tc);
 	return s;
 }

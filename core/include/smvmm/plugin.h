@@ -220,6 +220,31 @@ struct smvmm_host_services {
 	 * create, remove, bind or lock files.  0 otherwise.  Any thread.
 	 */
 	int (*check_only)(struct smvmm_host *h);
+
+	/*
+	 * reset_defer (since: services table growth 2): called from reset()
+	 * by a plugin that cannot finish the reset now, because work it
+	 * cannot cancel still writes into guest memory (a preadv into guest
+	 * RAM on storage that stopped answering).  0: the transport accepted:
+	 * reset() may return at once, the driver reads a non-zero Status
+	 * until the plugin calls reset_done() (VIRTIO 1.2 §2.4.2: the driver
+	 * waits for Status 0 before it reinitializes), and every register
+	 * write meanwhile is ignored.  The queues are reset anyway: the
+	 * plugin must not push its remaining chains (it frees them) and must
+	 * call reset_done() once nothing of it touches guest memory any
+	 * more.  -ENOTSUP: this transport cannot wait (vhost-user, whose
+	 * front-end may unmap the memory as soon as reset returns): reset()
+	 * must wait as before.  Only meaningful inside reset(); -EINVAL
+	 * elsewhere.  The thread reset() runs on.
+	 */
+	int (*reset_defer)(struct smvmm_host *h);
+
+	/*
+	 * reset_done (since: services table growth 2): the deferred reset is
+	 * complete: Status reads 0 again.  Any thread, no plugin lock held
+	 * that an op could be waiting for (the core takes the device lock).
+	 */
+	void (*reset_done)(struct smvmm_host *h);
 };
 
 /* Does the host's services table have `field` (an appended service)? */
@@ -307,7 +332,10 @@ struct smvmm_device_ops {
 	/*
 	 * reset: the driver wrote 0 to Status (§2.4) or the VM is stopping.
 	 * Stop all work, drop every chain, forget negotiated features; the
-	 * core resets the queues.  vCPU or main thread.
+	 * core resets the queues.  Work that cannot be stopped (I/O into
+	 * guest memory already under way) is waited for, or, where the
+	 * transport allows it, left to finish after reset_defer() (see the
+	 * services table).  vCPU or main thread.
 	 */
 	void (*reset)(void *dev);
 
